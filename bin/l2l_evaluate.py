@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Evaluates a trained optimizer against tuned hand-designed baselines on fresh test problems.
+
+    python bin/l2l_evaluate.py --problem=quadratic --optimizer=all --path=runs/quadratic \
+        --output_dir=runs/quadratic/eval
+
+Writes results.json, loss_curves.png and report.md to --output_dir.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import flags  # noqa: E402
+
+from l2l_tf import cli  # noqa: E402
+from l2l_tf.errors import UserError  # noqa: E402
+from l2l_tf.optimizers.hand_designed import HAND_DESIGNED  # noqa: E402
+from l2l_tf.problems import make_family, problem_names  # noqa: E402
+
+LEARNED = "L2L"
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family of the test problems.")
+flags.DEFINE_enum("optimizer", "all", [LEARNED, *HAND_DESIGNED, "all"],
+                  "Optimizer to evaluate; 'all' = the learned one (if --path) and every baseline.")
+flags.DEFINE_string("path", None, "Trained optimizer directory (from l2l_train --save_path).")
+flags.DEFINE_integer("num_steps", 100, "Optimization steps per test problem.", lower_bound=1)
+flags.DEFINE_integer("num_problems", 100, "Fresh test problems (the same for every optimizer).", lower_bound=1)
+flags.DEFINE_integer("num_tuning_problems", 0, "Validation problems for learning-rate tuning (0: --num_problems).",
+                     lower_bound=0)
+flags.DEFINE_string("output_dir", None, "Where results.json, loss_curves.png and report.md go.", required=True)
+flags.DEFINE_integer("seed", 0, "Seed of the test and tuning problems.", lower_bound=0)
+flags.DEFINE_float("lr_grid_min", 1e-4, "Smallest learning rate tried for baselines.", lower_bound=1e-12)
+flags.DEFINE_float("lr_grid_max", 1.0, "Largest learning rate tried for baselines.", lower_bound=1e-12)
+flags.DEFINE_integer("lr_grid_per_decade", 4, "Learning rates per factor of 10 in the grid.", lower_bound=1)
+cli.validate_flags_nonempty("output_dir")
+flags.register_validator("path", lambda p: p is None or os.path.isdir(p),
+                         message="--path must be an existing trained optimizer directory")
+flags.register_multi_flags_validator(
+    ["lr_grid_min", "lr_grid_max"], lambda f: f["lr_grid_min"] <= f["lr_grid_max"],
+    message="--lr_grid_min must not exceed --lr_grid_max")
+flags.register_multi_flags_validator(
+    ["optimizer", "path"], lambda f: f["optimizer"] != LEARNED or f["path"] is not None,
+    message="--optimizer=L2L needs --path to a trained optimizer")
+
+
+def main(argv):
+    del argv
+    from l2l_tf import evaluation, plotting, report, saving
+    from l2l_tf.optimizers import make_hand_designed
+
+    if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
+        raise UserError(f"--output_dir {FLAGS.output_dir} exists and is not a directory")
+    family = make_family(FLAGS.problem)
+    learned = {}
+    if FLAGS.optimizer in (LEARNED, "all") and FLAGS.path:
+        learned[LEARNED] = saving.load_learned(FLAGS.path)
+    names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
+    baselines = {name: make_hand_designed(name) for name in names}
+    grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
+    results = evaluation.evaluate(family, learned, baselines, FLAGS.num_steps, FLAGS.num_problems, FLAGS.seed,
+                                  grid, FLAGS.num_tuning_problems or None)
+    if FLAGS.path:
+        results["learned_optimizer_path"] = os.path.abspath(FLAGS.path)
+    command = " ".join(shlex.quote(a) for a in ["python", "bin/l2l_evaluate.py", *sys.argv[1:]])
+    results["command"] = command
+    json_path = evaluation.write_results(results, FLAGS.output_dir)
+    plot = plotting.plot_loss_curves(results, os.path.join(FLAGS.output_dir, "loss_curves.png"))
+    report_path = report.write_report(results, FLAGS.output_dir, plot, command)
+    print(report.results_table(results))
+    print(f"results: {os.path.abspath(json_path)}")
+    print(f"plot:    {os.path.abspath(plot)}")
+    print(f"report:  {os.path.abspath(report_path)}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

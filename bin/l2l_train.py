@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Meta-trains a coordinatewise LSTM optimizer on a problem family.
+
+    python bin/l2l_train.py --problem=quadratic --save_path=runs/quadratic
+
+Writes the trained optimizer (optimizer.json + best/ weights), resumable checkpoints and
+TensorBoard logs under --save_path; `l2l_evaluate --path=<save_path>` evaluates it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import flags, logging  # noqa: E402
+
+from l2l_tf import cli  # noqa: E402
+from l2l_tf.errors import UserError  # noqa: E402
+from l2l_tf.problems import make_family, problem_names  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family to meta-train on.")
+flags.DEFINE_string("save_path", None, "Directory for the trained optimizer, checkpoints and logs.", required=True)
+flags.DEFINE_integer("num_epochs", 1000, "Training problems (epochs) to meta-train on.", lower_bound=1)
+flags.DEFINE_integer("num_steps", 100, "Optimizee steps per training trajectory.", lower_bound=1)
+flags.DEFINE_integer("unroll_length", 20, "Steps per truncated unroll (meta-gradient horizon).", lower_bound=1)
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate on the meta-parameters.", lower_bound=1e-12)
+flags.DEFINE_integer("meta_batch_size", 128, "Independent functions per training problem (vectorized families).",
+                     lower_bound=1)
+flags.DEFINE_float("clip_norm", 1.0, "Global-norm clipping of the meta-gradient.", lower_bound=1e-12)
+flags.DEFINE_string("loss_weights", "", "Comma-separated w_1..w_T of the meta-loss (default: all ones).")
+flags.DEFINE_bool("second_derivatives", False, "Backpropagate through optimizee gradients (no stop_gradient).")
+flags.DEFINE_integer("evaluation_period", 100, "Epochs between validations (early stopping).", lower_bound=1)
+flags.DEFINE_integer("evaluation_epochs", 2, "Validation problems (meta-batches) per validation.", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", 100, "Epochs between resumable checkpoints.", lower_bound=1)
+flags.DEFINE_integer("log_period", 50, "Epochs between progress lines.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of phi's initialization and of the training/validation problems.",
+                     lower_bound=0)
+flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint under --save_path.")
+flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (bit-identical reruns).")
+flags.DEFINE_string("lstm_layers", "20,20", "Units of each stacked LSTM layer.")
+flags.DEFINE_enum("preprocess", "log_sign", ["log_sign", "none"], "Gradient preprocessing.")
+flags.DEFINE_float("preprocess_p", 10.0, "p of the log/sign preprocessing.", lower_bound=1e-6)
+flags.DEFINE_float("output_scale", 0.1, "Scale of the LSTM's output.", lower_bound=1e-12)
+cli.validate_flags_nonempty("save_path")
+
+
+def main(argv):
+    del argv
+    import keras
+    import tensorflow as tf
+
+    from l2l_tf.meta import MetaTrainConfig, MetaTrainer
+    from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
+
+    config = MetaTrainConfig(
+        num_epochs=FLAGS.num_epochs, num_steps=FLAGS.num_steps, unroll_length=FLAGS.unroll_length,
+        learning_rate=FLAGS.learning_rate, meta_batch_size=FLAGS.meta_batch_size, clip_norm=FLAGS.clip_norm,
+        second_derivatives=FLAGS.second_derivatives,
+        loss_weights=cli.parse_float_list(FLAGS.loss_weights, "loss_weights") if FLAGS.loss_weights else None,
+        evaluation_period=FLAGS.evaluation_period, evaluation_epochs=FLAGS.evaluation_epochs,
+        checkpoint_every=FLAGS.checkpoint_every, log_period=FLAGS.log_period, seed=FLAGS.seed)
+    opt_config = LSTMOptimizerConfig(layers=cli.parse_int_list(FLAGS.lstm_layers, "lstm_layers"),
+                                     preprocess=FLAGS.preprocess, preprocess_p=FLAGS.preprocess_p,
+                                     output_scale=FLAGS.output_scale)
+    save_path = FLAGS.save_path
+    if os.path.exists(save_path) and not os.path.isdir(save_path):
+        raise UserError(f"--save_path {save_path} exists and is not a directory")
+    has_run = os.path.isdir(os.path.join(save_path, "checkpoints")) and os.listdir(os.path.join(save_path, "checkpoints"))
+    if has_run and not FLAGS.resume:
+        raise UserError(f"{save_path} already holds a training run; pass --resume to continue it "
+                        "or choose another --save_path")
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(FLAGS.seed)
+
+    family = make_family(FLAGS.problem)
+    optimizer = CoordinatewiseLSTM(opt_config, seed=FLAGS.seed)
+    metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
+        "problem", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
+        "loss_weights", "second_derivatives", "evaluation_period", "evaluation_epochs", "seed")}}
+    trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata)
+    logging.info("meta-training %s on %s for %d epochs of %d steps (unroll %d); %d meta-parameters",
+                 optimizer.label, family.name, config.num_epochs, config.num_steps, config.unroll_length,
+                 sum(int(v.numpy().size) for v in optimizer.meta_variables))
+    start = time.time()
+    result = trainer.train(resume=FLAGS.resume)
+    summary = {"wall_seconds": round(time.time() - start, 1), "epochs_run": result.epochs_run,
+               "best_epoch": result.best_epoch, "best_validation_final_loss": result.best_validation,
+               "skipped_steps": result.skipped_steps, "validation": result.validation}
+    with open(os.path.join(save_path, "training_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"trained optimizer: {os.path.abspath(save_path)} (best validation final loss "
+          f"{result.best_validation:.4g} at epoch {result.best_epoch}; {summary['wall_seconds']} s)")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,155 @@
+"""Evaluation: every optimizer on the same fresh test problems, baselines tuned fairly.
+
+The protocol (one for every optimizer, so comparisons are fair):
+* Test problems are functions 0..M-1 of the "test" split under `seed`; every optimizer sees
+  exactly the same ones, and the learned optimizer is run once on them (no best-of-N).
+* Each hand-designed baseline's learning rate is chosen from one log-spaced grid by mean
+  final loss on validation problems ("validation" split, never the test functions); the
+  chosen rate is recorded in results.json. The learned optimizer was selected on validation
+  problems by the same criterion during meta-training.
+* Reported: per-step mean loss, and the final loss's mean, standard deviation and a 95%
+  confidence interval of the mean (normal approximation, 1.96 standard errors).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from l2l_tf.optimizers.base import Optimizer
+from l2l_tf.problems.base import Problem, ProblemFamily
+from l2l_tf.unroll import run_steps
+
+#: Steps per compiled call when a family needs per-step batches (bounds batch memory).
+EVAL_CHUNK = 100
+
+
+def learning_rate_grid(low: float = 1e-4, high: float = 1.0, per_decade: int = 4) -> list[float]:
+    """Log-spaced learning rates from `low` to `high` inclusive, `per_decade` per factor of 10."""
+    if not (0 < low <= high) or per_decade < 1:
+        from l2l_tf.errors import UserError
+        raise UserError(f"bad learning-rate grid: low={low}, high={high}, per_decade={per_decade}")
+    n = int(round(math.log10(high / low) * per_decade)) + 1
+    return [float(v) for v in np.logspace(math.log10(low), math.log10(high), max(n, 1))]
+
+
+def sample_problems(family: ProblemFamily, split: str, seed: int, num_functions: int) -> list[Problem]:
+    """Functions 0..num_functions-1 of a split: one vectorized problem, or one problem each."""
+    if family.vectorized:
+        return [family.sample(split, seed, range(num_functions))]
+    return [family.sample(split, seed, [i]) for i in range(num_functions)]
+
+
+class _Runner:
+    """A compiled trajectory loop for one (family, optimizer) pair, reused across problems."""
+
+    def __init__(self, family: ProblemFamily, optimizer: Optimizer):
+        self.family, self.optimizer = family, optimizer
+        self._fn = tf.function(self._run, reduce_retracing=True)
+
+    def _run(self, params, state, data, batches, num_steps):
+        return run_steps(self.family.loss, self.optimizer, params, state, data, batches, num_steps)
+
+    def __call__(self, problem: Problem, num_steps: int) -> np.ndarray:
+        params, state = problem.params, self.optimizer.init(problem.params)
+        pieces, done = [], 0
+        while done < num_steps:
+            n = num_steps - done if problem.batch_fn is None else min(EVAL_CHUNK, num_steps - done)
+            batches = problem.batches(done, n + 1)
+            params, state, losses = self._fn(params, state, problem.data, batches, tf.constant(n))
+            losses = losses.numpy()
+            done += n
+            pieces.append(losses if done == num_steps else losses[:-1])
+        return np.concatenate(pieces, axis=0)
+
+
+_RUNNERS: dict = {}
+
+
+def _runner(family: ProblemFamily, optimizer: Optimizer) -> _Runner:
+    key = (id(family), id(optimizer))
+    if key not in _RUNNERS or _RUNNERS[key].optimizer is not optimizer or _RUNNERS[key].family is not family:
+        _RUNNERS[key] = _Runner(family, optimizer)
+    return _RUNNERS[key]
+
+
+def run_trajectories(family: ProblemFamily, optimizer: Optimizer, problems: Iterable[Problem],
+                     num_steps: int) -> np.ndarray:
+    """Loss curves [num_steps + 1, total functions] of `optimizer` on `problems`."""
+    runner = _runner(family, optimizer)
+    return np.concatenate([runner(p, num_steps) for p in problems], axis=1)
+
+
+def _final_score(curves: np.ndarray) -> float:
+    final = curves[-1]
+    return float(np.mean(final)) if np.all(np.isfinite(final)) else math.inf
+
+
+def tune_learning_rate(family: ProblemFamily, optimizer, grid: Sequence[float], problems: list[Problem],
+                       num_steps: int) -> tuple[float, dict[float, float]]:
+    """Sets and returns the grid rate with the lowest mean final loss on `problems` (validation)."""
+    scores = {}
+    for lr in grid:
+        optimizer.set_learning_rate(lr)
+        scores[lr] = _final_score(run_trajectories(family, optimizer, problems, num_steps))
+    best = min(grid, key=lambda lr: scores[lr])
+    optimizer.set_learning_rate(best)
+    return best, scores
+
+
+def _finite_or_none(x: float):
+    return float(x) if math.isfinite(x) else None
+
+
+def summarize(curves: np.ndarray, learning_rate: float | None) -> dict:
+    """The results.json entry of one optimizer from its loss curves [steps + 1, functions]."""
+    final = curves[-1].astype(np.float64)
+    m = len(final)
+    with np.errstate(invalid="ignore", over="ignore"):  # diverged runs become null, not warnings
+        mean = float(np.mean(final))
+        std = float(np.std(final, ddof=1)) if m > 1 else 0.0
+    half = 1.96 * std / math.sqrt(m)
+    return {
+        "learning_rate": learning_rate,
+        "final_loss_mean": _finite_or_none(mean),
+        "final_loss_std": _finite_or_none(std),
+        "final_loss_ci95": [_finite_or_none(mean - half), _finite_or_none(mean + half)],
+        "loss_sum_mean": _finite_or_none(float(np.mean(np.sum(curves[1:].astype(np.float64), axis=0)))),
+        "loss_mean_per_step": [_finite_or_none(float(v)) for v in np.mean(curves.astype(np.float64), axis=1)],
+        "num_diverged": int(np.sum(~np.isfinite(final))),
+    }
+
+
+def evaluate(family: ProblemFamily, learned: dict[str, Optimizer], baselines: dict[str, Optimizer],
+             num_steps: int, num_problems: int, seed: int, grid: Sequence[float],
+             num_tuning_problems: int | None = None, log=print) -> dict:
+    """Runs learned optimizers and tuned baselines on the same test problems; returns results."""
+    test = sample_problems(family, "test", seed, num_problems)
+    tuning = sample_problems(family, "validation", seed, num_tuning_problems or num_problems)
+    results = {"problem": family.name, "problem_settings": family.describe(), "num_steps": int(num_steps),
+               "num_problems": int(num_problems), "seed": int(seed), "learning_rate_grid": list(grid),
+               "optimizers": {}}
+    for name, opt in learned.items():
+        log(f"evaluating {name} on {num_problems} test problems x {num_steps} steps")
+        results["optimizers"][name] = summarize(run_trajectories(family, opt, test, num_steps), None)
+    for name, opt in baselines.items():
+        lr, scores = tune_learning_rate(family, opt, grid, tuning, num_steps)
+        edge = " (at the edge of the grid: widen it)" if lr in (grid[0], grid[-1]) and len(grid) > 1 else ""
+        log(f"{name}: tuned learning rate {lr:.3g}{edge}")
+        entry = summarize(run_trajectories(family, opt, test, num_steps), lr)
+        entry["tuning_final_loss"] = {f"{k:.6g}": _finite_or_none(v) for k, v in scores.items()}
+        results["optimizers"][name] = entry
+    return results
+
+
+def write_results(results: dict, output_dir: str) -> str:
+    """Writes results.json (strict JSON: non-finite numbers are null); returns its path."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "results.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2, allow_nan=False)
+    return path

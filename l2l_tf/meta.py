@@ -1,0 +1,287 @@
+"""Meta-training: Adam on phi through truncated unrolls of the optimizee's optimization.
+
+One epoch samples a fresh training problem, initializes theta_0 and the optimizer state,
+and optimizes it for `num_steps` steps in truncations of `unroll_length`. Each truncation is
+one compiled `meta_step`: T optimizee steps under a `GradientTape`, the meta-loss
+
+    L(phi) = sum_{t=1..T} w_t * mean_over_functions f(theta_t),
+
+its gradient with respect to phi (optimizee gradients enter as constants unless
+`second_derivatives`), global-norm clipping and an Adam step. theta and the optimizer state
+carry over from one truncation to the next (as values: no gradient flows across the cut),
+and are reset for the next epoch's fresh problem.
+
+Every `evaluation_period` epochs phi is scored on fixed validation problems (a split whose
+seeds never meet training or test seeds) and the best phi is kept apart (early stopping).
+The full training state goes to a `tf.train.CheckpointManager`, so `resume=True` continues
+exactly where a run stopped: training problems are a pure function of (seed, epoch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from l2l_tf import saving
+from l2l_tf.errors import UserError
+from l2l_tf.evaluation import run_trajectories, sample_problems
+from l2l_tf.optimizers.base import Optimizer
+from l2l_tf.problems.base import ProblemFamily
+from l2l_tf.unroll import run_steps
+
+
+@dataclasses.dataclass
+class MetaTrainConfig:
+    """Meta-training settings (the binaries' flags map onto these one to one)."""
+
+    num_epochs: int = 1000
+    num_steps: int = 100
+    unroll_length: int = 20
+    learning_rate: float = 1e-3
+    meta_batch_size: int = 128
+    clip_norm: float = 1.0
+    second_derivatives: bool = False
+    loss_weights: tuple[float, ...] | None = None
+    evaluation_period: int = 100
+    evaluation_epochs: int = 2
+    checkpoint_every: int = 100
+    log_period: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        positive = ("num_epochs", "num_steps", "unroll_length", "meta_batch_size", "evaluation_period",
+                    "evaluation_epochs", "checkpoint_every", "log_period")
+        for name in positive:
+            if int(getattr(self, name)) <= 0:
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.num_steps % self.unroll_length:
+            raise UserError(f"num_steps ({self.num_steps}) must be a multiple of unroll_length ({self.unroll_length})")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise UserError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if not self.clip_norm > 0:
+            raise UserError(f"clip_norm must be > 0, got {self.clip_norm}")
+        if self.loss_weights is not None:
+            self.loss_weights = tuple(float(w) for w in self.loss_weights)
+            if len(self.loss_weights) != self.unroll_length:
+                raise UserError(f"loss_weights has {len(self.loss_weights)} entries; unroll_length is {self.unroll_length}")
+            if any(w < 0 or not math.isfinite(w) for w in self.loss_weights):
+                raise UserError("loss_weights must be finite and non-negative")
+
+    @property
+    def weights(self) -> np.ndarray:
+        """w_1..w_T of the meta-loss (all ones by default, as in the paper)."""
+        w = self.loss_weights or (1.0,) * self.unroll_length
+        return np.asarray(w, np.float32)
+
+
+@dataclasses.dataclass
+class EpochRecord:
+    epoch: int
+    meta_loss: float
+    final_loss: float
+    skipped_steps: int
+
+
+@dataclasses.dataclass
+class TrainResult:
+    best_validation: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    skipped_steps: int
+    history: list = dataclasses.field(default_factory=list)
+    validation: list = dataclasses.field(default_factory=list)
+
+
+def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, weights,
+                  second_derivatives: bool = False):
+    """One truncation: T = len(weights) steps, the meta-loss and its gradient w.r.t. phi.
+
+    meta-loss = sum_{t=1..T} w_t * mean over functions of f(theta_t). theta_0 and the
+    incoming state are constants (the truncation), so nothing flows to earlier unrolls.
+
+    Returns (theta_T, state_T, losses [T+1, functions], meta-loss, gradients w.r.t. phi).
+    """
+    weights = tf.convert_to_tensor(weights, tf.float32)
+    phi = optimizer.meta_variables
+    with tf.GradientTape() as tape:
+        params, state, losses = run_steps(loss_fn, optimizer, params, state, data, batches,
+                                          int(weights.shape[0]), second_derivatives)
+        per_step = tf.reduce_mean(losses[1:], axis=1)
+        meta_loss = tf.reduce_sum(weights * per_step)
+    grads = tape.gradient(meta_loss, phi)
+    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, phi)]
+    return params, state, losses, meta_loss, grads
+
+
+def _format_seconds(s: float) -> str:
+    s = int(max(s, 0))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class MetaTrainer:
+    """Trains the meta-parameters of a learned optimizer on a problem family."""
+
+    def __init__(self, family: ProblemFamily, optimizer: Optimizer, config: MetaTrainConfig,
+                 save_path: str | None = None, metadata: dict | None = None):
+        if not optimizer.meta_variables:
+            raise UserError(f"optimizer {optimizer.label!r} has no meta-parameters to train")
+        self.family, self.optimizer, self.config = family, optimizer, config
+        self.save_path = save_path
+        self.metadata = dict(metadata or {})
+        self.phi = optimizer.meta_variables
+        self.meta_optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        self.meta_optimizer.build(self.phi)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best_validation = tf.Variable(np.inf, dtype=tf.float32, trainable=False, name="best_validation")
+        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
+        self.best_phi = [tf.Variable(v.value if hasattr(v, "value") else v, trainable=False) for v in self.phi]
+        self._weights = tf.constant(config.weights)
+        self._meta_step = tf.function(self._meta_step_fn)
+        self._apply = tf.function(self._apply_fn)
+        self._manager = None
+        if save_path:
+            ckpt = tf.train.Checkpoint(
+                phi=saving.tf_variables(self.phi),
+                meta_optimizer=saving.tf_variables(self.meta_optimizer.variables),
+                epoch=self.epoch, best_validation=self.best_validation, best_epoch=self.best_epoch,
+                skipped=self.skipped, best_phi=self.best_phi)
+            self._manager = tf.train.CheckpointManager(ckpt, os.path.join(save_path, "checkpoints"), max_to_keep=3)
+
+    # -- compiled pieces -------------------------------------------------------------------
+
+    def _meta_step_fn(self, params, state, data, batches):
+        params, state, losses, meta_loss, grads = meta_gradient(
+            self.family.loss, self.optimizer, params, state, data, batches, self._weights,
+            self.config.second_derivatives)
+        return params, state, losses, meta_loss, grads, tf.linalg.global_norm(grads)
+
+    def _apply_fn(self, grads):
+        clipped, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
+        self.meta_optimizer.apply_gradients(zip(clipped, self.phi))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _train_problem(self, epoch: int):
+        b = self.config.meta_batch_size if self.family.vectorized else 1
+        return self.family.sample("train", self.config.seed, range(epoch * b, (epoch + 1) * b))
+
+    def _run_epoch(self, epoch: int) -> EpochRecord:
+        problem = self._train_problem(epoch)
+        params, state = problem.params, self.optimizer.init(problem.params)
+        T = self.config.unroll_length
+        meta_losses, final, skipped = [], math.nan, 0
+        for k in range(self.config.num_steps // T):
+            batches = problem.batches(k * T, T + 1)
+            params, state, losses, meta_loss, grads, norm = self._meta_step(params, state, problem.data, batches)
+            if not (math.isfinite(float(meta_loss)) and math.isfinite(float(norm))):
+                # The optimizee diverged: no update from this truncation, abandon the trajectory.
+                skipped += 1
+                break
+            self._apply(grads)
+            meta_losses.append(float(meta_loss))
+            final = float(tf.reduce_mean(losses[-1]))
+        return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan, final, skipped)
+
+    def validate(self) -> float:
+        """Mean final loss of the current phi on the fixed validation problems."""
+        b = self.config.meta_batch_size if self.family.vectorized else 1
+        problems = sample_problems(self.family, "validation", self.config.seed, self.config.evaluation_epochs * b)
+        curves = run_trajectories(self.family, self.optimizer, problems, self.config.num_steps)
+        final = curves[-1]
+        return float(np.mean(final)) if np.all(np.isfinite(final)) else math.inf
+
+    def _save_best(self, value: float, epoch: int) -> None:
+        self.best_validation.assign(value)
+        self.best_epoch.assign(epoch)
+        for b, v in zip(self.best_phi, self.phi):
+            b.assign(v.value if hasattr(v, "value") else v)
+        if self.save_path:
+            saving.save_best_weights(self.save_path, self.best_phi)
+            saving.save_config(self.save_path, self.optimizer, {
+                **self.metadata, "best_epoch": epoch, "best_validation_final_loss": value})
+
+    def restore(self) -> int:
+        """Restores the latest checkpoint; returns the epoch to continue from (0 if none)."""
+        if not self._manager or not self._manager.latest_checkpoint:
+            return 0
+        saved = saving.read_config(self.save_path)["optimizer"]
+        if saved != self.optimizer.config.to_dict():
+            raise UserError(f"cannot resume {self.save_path}: it holds an optimizer with {saved}, "
+                            f"but this run asks for {self.optimizer.config.to_dict()}")
+        try:
+            self._manager.checkpoint.restore(self._manager.latest_checkpoint).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            raise UserError(f"cannot resume from {self._manager.latest_checkpoint}: it does not match this "
+                            f"optimizer or is corrupt ({str(e).splitlines()[0]})") from None
+        return int(self.epoch.numpy())
+
+    def train(self, resume: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+        cfg = self.config
+        start = self.restore() if resume else 0
+        if self.save_path:
+            best = float(self.best_validation.numpy())
+            saving.save_config(self.save_path, self.optimizer, {
+                **self.metadata, "best_epoch": int(self.best_epoch.numpy()),
+                "best_validation_final_loss": best if math.isfinite(best) else None})
+        writer = tf.summary.create_file_writer(os.path.join(self.save_path, "logs")) if self.save_path else None
+        result = TrainResult(float(self.best_validation.numpy()), int(self.best_epoch.numpy()), 0, 0.0, 0)
+        t0 = time.time()
+        window_start, window_epochs = t0, 0
+        steps_per_epoch = cfg.num_steps
+        if start >= cfg.num_epochs:
+            logging.info("Nothing to do: checkpoint is at epoch %d of %d.", start, cfg.num_epochs)
+        for epoch in range(start, cfg.num_epochs):
+            record = self._run_epoch(epoch)
+            self.skipped.assign_add(record.skipped_steps)
+            result.history.append(record)
+            window_epochs += 1
+            if on_epoch:
+                on_epoch(record)
+            done = epoch + 1
+            if writer:
+                with writer.as_default(step=done):
+                    tf.summary.scalar("meta_loss", record.meta_loss)
+                    tf.summary.scalar("final_loss", record.final_loss)
+            if done % cfg.evaluation_period == 0 or done == cfg.num_epochs:
+                value = self.validate()
+                result.validation.append((done, value))
+                improved = value < float(self.best_validation.numpy())
+                if improved:
+                    self._save_best(value, done)
+                logging.info("epoch %d: validation final loss %.4g%s (best %.4g at epoch %d)", done, value,
+                             " *" if improved else "", float(self.best_validation.numpy()), int(self.best_epoch.numpy()))
+                if writer:
+                    with writer.as_default(step=done):
+                        tf.summary.scalar("validation_final_loss", value)
+            if done % cfg.log_period == 0 or done == cfg.num_epochs:
+                elapsed = time.time() - window_start
+                rate = window_epochs * steps_per_epoch / max(elapsed, 1e-9)
+                eta = (cfg.num_epochs - done) * steps_per_epoch / max(rate, 1e-9)
+                recent = result.history[-window_epochs:]
+                logging.info("epoch %d/%d  meta-loss %.4g  final loss %.4g  %.0f steps/s  ETA %s",
+                             done, cfg.num_epochs, np.nanmean([r.meta_loss for r in recent]),
+                             np.nanmean([r.final_loss for r in recent]), rate, _format_seconds(eta))
+                if writer:
+                    with writer.as_default(step=done):
+                        tf.summary.scalar("steps_per_second", rate)
+                window_start, window_epochs = time.time(), 0
+            self.epoch.assign(done)
+            if self._manager and (done % cfg.checkpoint_every == 0 or done == cfg.num_epochs):
+                self._manager.save(checkpoint_number=done)
+        if writer:
+            writer.flush()
+        result.best_validation = float(self.best_validation.numpy())
+        result.best_epoch = int(self.best_epoch.numpy())
+        result.epochs_run = cfg.num_epochs - start if start < cfg.num_epochs else 0
+        result.seconds = time.time() - t0
+        result.skipped_steps = int(self.skipped.numpy())
+        return result

@@ -1,0 +1,151 @@
+"""The coordinatewise LSTM optimizer m(grad, h; phi) of Andrychowicz et al. (2016).
+
+One small recurrent network (by default two stacked Keras `LSTMCell`s of 20 units and a
+linear output) is applied to every coordinate of every parameter tensor: each coordinate
+has its own hidden state, all share the weights phi. That keeps phi tiny, makes the rule
+invariant to the order of parameters, and lets one trained optimizer run on problems of
+any size. All coordinates are processed as one batch of the cell, so an update is a few
+[N, 4*units] matmuls no matter how many tensors the optimizee has.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from l2l_tf.errors import UserError
+from l2l_tf.optimizers.base import Optimizer, Params
+from l2l_tf.optimizers.preprocessing import PREPROCESSORS, get_preprocessor
+
+ARCHITECTURE = "coordinatewise_lstm"
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMOptimizerConfig:
+    """Everything needed to rebuild a coordinatewise LSTM optimizer (saved as JSON beside phi).
+
+    Attributes:
+      layers: units of each stacked LSTM layer (the paper: two layers of 20).
+      preprocess: "log_sign" (the paper's log-magnitude/sign features) or "none".
+      preprocess_p: p of the log/sign preprocessing (the paper: 10; DeepMind's code: 5).
+      output_scale: the linear output is multiplied by this (the paper: 0.1; code: 0.01).
+    """
+
+    layers: tuple[int, ...] = (20, 20)
+    preprocess: str = "log_sign"
+    preprocess_p: float = 10.0
+    output_scale: float = 0.1
+    architecture: str = ARCHITECTURE
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(int(u) for u in self.layers))
+        if not self.layers or any(u <= 0 for u in self.layers):
+            raise UserError(f"LSTM layers must be positive unit counts, got {list(self.layers)}")
+        if self.preprocess not in PREPROCESSORS:
+            raise UserError(f"unknown preprocessing {self.preprocess!r}; expected one of {PREPROCESSORS}")
+        if not self.preprocess_p > 0:
+            raise UserError(f"preprocess_p must be > 0, got {self.preprocess_p}")
+        if not self.output_scale > 0:
+            raise UserError(f"output_scale must be > 0, got {self.output_scale}")
+        if self.architecture != ARCHITECTURE:
+            raise UserError(f"architecture {self.architecture!r} is not {ARCHITECTURE!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LSTMOptimizerConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UserError(f"unknown LSTM optimizer settings {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _flatten(tensors: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list]:
+    """Concatenates tensors into one [N] vector; returns it with the sizes to split it back."""
+    flat = [tf.reshape(t, [-1]) for t in tensors]
+    sizes = [f.shape[0] if f.shape[0] is not None else tf.shape(f)[0] for f in flat]
+    return (flat[0] if len(flat) == 1 else tf.concat(flat, axis=0)), sizes
+
+
+def _split(vector: tf.Tensor, sizes: list) -> list[tf.Tensor]:
+    return [vector] if len(sizes) == 1 else tf.split(vector, sizes, axis=0)
+
+
+class CoordinatewiseLSTM(Optimizer):
+    """m(grad_t, h_t; phi) -> (update_t, h_{t+1}), the same LSTM on every coordinate.
+
+    State: one entry per parameter tensor, each a tuple over layers of (h, c) with shape
+    [num_coordinates_of_that_tensor, units]. Keeping it per tensor (rather than one flat
+    vector) is what the Keras wrapper needs to store it as one optimizer variable per model
+    variable; `update` still concatenates all coordinates into one batch for speed.
+    """
+
+    label = "L2L"
+
+    def __init__(self, config: LSTMOptimizerConfig | None = None, seed: int | None = None,
+                 name: str = "coordinatewise_lstm"):
+        super().__init__(name=name)
+        self.config = config or LSTMOptimizerConfig()
+        self._preprocess, num_features = get_preprocessor(self.config.preprocess)
+        init = lambda k: keras.initializers.GlorotUniform(seed=None if seed is None else seed + k)
+        cells = [
+            keras.layers.LSTMCell(
+                units, kernel_initializer=init(2 * i),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=None if seed is None else seed + 2 * i + 1),
+                name=f"lstm_{i}")
+            for i, units in enumerate(self.config.layers)
+        ]
+        self._cell = keras.layers.StackedRNNCells(cells, name="stacked_lstm")
+        self._cell.build((None, num_features))
+        self._output = keras.layers.Dense(1, kernel_initializer=init(100), name="output")
+        self._output.build((None, self.config.layers[-1]))
+
+    @property
+    def meta_variables(self) -> list:
+        """phi: the LSTM and output weights (Keras variables), in a fixed order."""
+        return list(self._cell.trainable_weights) + list(self._output.trainable_weights)
+
+    def init(self, params: Params) -> list:
+        state = []
+        for p in params:
+            n = p.shape.num_elements()
+            n = n if n is not None else tf.size(p)
+            state.append(tuple((tf.zeros([n, u]), tf.zeros([n, u])) for u in self.config.layers))
+        return state
+
+    def _cell_states(self, layers_state):
+        return [list(hc) for hc in layers_state]
+
+    def update(self, grads, state, params):
+        del params  # The update depends on the gradient history only.
+        g, sizes = _flatten(grads)
+        if len(sizes) == 1:
+            layer_states = self._cell_states(state[0])
+        else:
+            layer_states = [
+                [tf.concat([s[layer][k] for s in state], axis=0) for k in range(2)]
+                for layer in range(len(self.config.layers))
+            ]
+        features = self._preprocess(g, self.config.preprocess_p)
+        out, new_states = self._cell(features, layer_states)
+        if len(self.config.layers) == 1:
+            new_states = [new_states]
+        step = self.config.output_scale * tf.reshape(self._output(out), [-1])
+        updates = [tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)]
+        # Split the concatenated states back per parameter tensor.
+        per_layer = [[_split(hc[k], sizes) for k in range(2)] for hc in new_states]
+        next_state = [
+            tuple((per_layer[layer][0][i], per_layer[layer][1][i]) for layer in range(len(self.config.layers)))
+            for i in range(len(sizes))
+        ]
+        return updates, next_state

@@ -1,0 +1,29 @@
+"""Problem families by name, as the binaries' `--problem` flag selects them."""
+from __future__ import annotations
+
+from typing import Callable
+
+from l2l_tf.errors import UserError
+from l2l_tf.problems.base import ProblemFamily
+from l2l_tf.problems.quadratic import QuadraticFamily
+
+_FACTORIES: dict[str, Callable[..., ProblemFamily]] = {
+    "quadratic": QuadraticFamily,
+}
+
+
+def problem_names() -> list[str]:
+    """Names `--problem` accepts, including families registered later."""
+    return sorted(_FACTORIES)
+
+
+def register(name: str, factory: Callable[..., ProblemFamily]) -> None:
+    """Adds a family so `--problem=name` finds it (used by later problem modules and users)."""
+    _FACTORIES[name] = factory
+
+
+def make_family(name: str, **kwargs) -> ProblemFamily:
+    """Builds the family called `name` with its settings."""
+    if name not in _FACTORIES:
+        raise UserError(f"unknown problem {name!r}; expected one of {sorted(_FACTORIES)}")
+    return _FACTORIES[name](**kwargs)

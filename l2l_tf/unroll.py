@@ -1,0 +1,68 @@
+"""The optimization loop shared by meta-training and evaluation.
+
+`run_steps` applies an optimizer to a problem for T steps and returns the per-function
+losses f(theta_0) .. f(theta_T). It is written once and compiled two ways:
+
+* meta-training calls it with a Python `int` T under a `GradientTape`: the loop is
+  unrolled statically into one graph, so the meta-gradient flows through every update;
+* evaluation calls it with a tensor T: autograph turns the loop into a `tf.while_loop`,
+  so one trace serves any trajectory length.
+
+Optimizee gradients are wrapped in `tf.stop_gradient` unless `second_derivatives` is set:
+the paper's first-order approximation, which drops the Hessian terms of the meta-gradient.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import tensorflow as tf
+
+from l2l_tf.optimizers.base import Optimizer
+
+LossFn = Callable[[Sequence[tf.Tensor], Any, Any], tf.Tensor]
+
+
+def _batch_at(batches: Any, t) -> Any:
+    return tf.nest.map_structure(lambda b: b[t], batches)
+
+
+def loss_and_grads(loss_fn: LossFn, params: list, data: Any, batch: Any) -> tuple[tf.Tensor, list]:
+    """Per-function losses and the gradient of their sum (each function's own gradient)."""
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        losses = loss_fn(params, data, batch)
+        total = tf.reduce_sum(losses)
+    return losses, tape.gradient(total, params)
+
+
+def run_steps(loss_fn: LossFn, optimizer: Optimizer, params: list, state: Any, data: Any, batches: Any,
+              num_steps, second_derivatives: bool = False) -> tuple[list, Any, tf.Tensor]:
+    """Runs `num_steps` optimizer steps from (params, state).
+
+    Args:
+      batches: a nest with leading dimension num_steps + 1 (the last batch scores the final
+        iterate), or () for losses without batches.
+      num_steps: a Python int (static unroll, differentiable) or a scalar int tensor.
+
+    Returns:
+      (final params, final state, losses [num_steps + 1, num_functions]).
+    """
+    params = list(params)
+    if isinstance(num_steps, int):
+        losses = []
+        for t in range(num_steps):
+            step_losses, grads = loss_and_grads(loss_fn, params, data, _batch_at(batches, t))
+            if not second_derivatives:
+                grads = [tf.stop_gradient(g) for g in grads]
+            losses.append(step_losses)
+            params, state = optimizer.apply(grads, state, params)
+        losses.append(loss_fn(params, data, _batch_at(batches, num_steps)))
+        return params, state, tf.stack(losses)
+
+    array = tf.TensorArray(tf.float32, size=num_steps + 1)
+    for t in tf.range(num_steps):
+        step_losses, grads = loss_and_grads(loss_fn, params, data, _batch_at(batches, t))
+        array = array.write(t, step_losses)
+        params, state = optimizer.apply(grads, state, params)
+    array = array.write(num_steps, loss_fn(params, data, _batch_at(batches, num_steps)))
+    return params, state, array.stack()

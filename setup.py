@@ -1,0 +1,32 @@
+"""Installs l2l_tf: learned optimizers (Andrychowicz et al., 2016) in TensorFlow 2 / Keras 3."""
+import pathlib
+import re
+
+from setuptools import find_packages, setup
+
+_VERSION = re.search(
+    r'__version__ = "([^"]+)"',
+    (pathlib.Path(__file__).parent / "l2l_tf" / "version.py").read_text(),
+).group(1)
+
+setup(
+    name="l2l_tf",
+    version=_VERSION,
+    description="Learning to learn by gradient descent by gradient descent, in TensorFlow 2 / Keras 3.",
+    long_description=(pathlib.Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["l2l_tf", "l2l_tf.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3",
+        "tensorflow-datasets",
+        "absl-py",
+        "tensorboard",
+        "numpy",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py"],
+    license="Apache-2.0",
+)

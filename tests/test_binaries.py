@@ -1,0 +1,92 @@
+"""The binaries end to end: a tiny train + evaluate run, and clean one-line errors on bad input."""
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import run_binary
+
+TINY_TRAIN = ["--num_epochs=4", "--num_steps=20", "--unroll_length=10", "--meta_batch_size=8",
+              "--evaluation_period=2", "--evaluation_epochs=1", "--checkpoint_every=2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("run") / "opt")
+    proc = run_binary("l2l_train", f"--save_path={path}", *TINY_TRAIN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trained optimizer:" in proc.stdout
+    return path
+
+
+def test_train_writes_a_loadable_optimizer_and_logs(trained):
+    assert os.path.exists(os.path.join(trained, "optimizer.json"))
+    assert os.path.exists(os.path.join(trained, "best", "weights.index"))
+    assert os.listdir(os.path.join(trained, "logs"))  # TensorBoard event files
+    summary = json.load(open(os.path.join(trained, "training_summary.json")))
+    assert summary["epochs_run"] == 4 and summary["best_epoch"] in (2, 4)
+
+
+def test_evaluate_all_writes_results_plot_and_report(trained, tmp_path):
+    out = str(tmp_path / "eval")
+    proc = run_binary("l2l_evaluate", f"--path={trained}", "--optimizer=all", "--num_steps=20",
+                      "--num_problems=6", "--lr_grid_per_decade=1", f"--output_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert set(results["optimizers"]) == {"L2L", "sgd", "nag", "rmsprop", "adam"}
+    assert results["num_steps"] == 20 and results["num_problems"] == 6 and results["problem"] == "quadratic"
+    assert os.path.exists(os.path.join(out, "loss_curves.png"))
+    assert "report:" in proc.stdout and os.path.exists(os.path.join(out, "report.md"))
+
+
+def _bad_cases(trained, tmp):
+    not_trained = os.path.join(tmp, "empty_dir")
+    os.makedirs(not_trained, exist_ok=True)
+    a_file = os.path.join(tmp, "a_file")
+    open(a_file, "w").close()
+    out = f"--output_dir={os.path.join(tmp, 'out')}"
+    return {
+        "unknown problem": (["l2l_train", "--problem=imagenet", "--save_path=x"], "problem"),
+        "zero epochs": (["l2l_train", "--num_epochs=0", "--save_path=x"], "num_epochs"),
+        "negative steps": (["l2l_train", "--num_steps=-5", "--save_path=x"], "num_steps"),
+        "missing save_path": (["l2l_train"], "save_path"),
+        "steps not multiple of unroll": (["l2l_train", "--num_steps=50", "--save_path=" + os.path.join(tmp, "s1")],
+                                         "multiple of unroll_length"),
+        "bad layers": (["l2l_train", "--lstm_layers=20,x", "--save_path=" + os.path.join(tmp, "s2")], "lstm_layers"),
+        "bad loss weights": (["l2l_train", "--loss_weights=1,2", "--save_path=" + os.path.join(tmp, "s3")],
+                             "loss_weights"),
+        "save_path is a file": (["l2l_train", f"--save_path={a_file}"], "not a directory"),
+        "existing run without resume": (["l2l_train", f"--save_path={trained}"], "--resume"),
+        "resume other architecture": (["l2l_train", f"--save_path={trained}", "--resume", "--lstm_layers=7",
+                                       *TINY_TRAIN], "cannot resume"),
+        "positional argument": (["l2l_train", "--save_path=x", "oops"], "positional"),
+        "missing path": (["l2l_evaluate", "--path=/no/such/dir", out], "--path"),
+        "L2L without path": (["l2l_evaluate", "--optimizer=L2L", out], "--path"),
+        "not a trained dir": (["l2l_evaluate", f"--path={not_trained}", out], "not a trained optimizer directory"),
+        "zero problems": (["l2l_evaluate", "--num_problems=0", out], "num_problems"),
+        "inverted grid": (["l2l_evaluate", "--lr_grid_min=1", "--lr_grid_max=0.1", out], "lr_grid_min"),
+        "unknown optimizer": (["l2l_evaluate", "--optimizer=lbfgs", out], "optimizer"),
+        "missing output_dir": (["l2l_evaluate"], "output_dir"),
+    }
+
+
+@pytest.fixture(scope="module")
+def bad_runs(trained, tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("bad"))
+    cases = _bad_cases(trained, tmp)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        procs = dict(zip(cases, pool.map(lambda c: run_binary(*c[0]), cases.values())))
+    return {name: (procs[name], cases[name][1]) for name in cases}
+
+
+@pytest.mark.parametrize("case", [
+    "unknown problem", "zero epochs", "negative steps", "missing save_path", "steps not multiple of unroll",
+    "bad layers", "bad loss weights", "save_path is a file", "existing run without resume",
+    "resume other architecture", "positional argument", "missing path", "L2L without path", "not a trained dir",
+    "zero problems", "inverted grid", "unknown optimizer", "missing output_dir"])
+def test_bad_input_gives_a_one_line_error(bad_runs, case):
+    proc, expected = bad_runs[case]
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert expected in proc.stderr, proc.stderr[-2000:]

@@ -1,0 +1,74 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l2l_tf import evaluation, plotting, report
+from l2l_tf.optimizers import SGD, Adam, CoordinatewiseLSTM
+from l2l_tf.problems import QuadraticFamily
+
+
+def test_learning_rate_grid_is_log_spaced_and_inclusive():
+    grid = evaluation.learning_rate_grid(1e-4, 1.0, 4)
+    assert len(grid) == 17
+    assert grid[0] == pytest.approx(1e-4) and grid[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(np.diff(np.log10(grid)), 0.25)
+
+
+def test_summary_statistics():
+    curves = np.array([[4.0, 4.0, 4.0], [1.0, 2.0, 3.0], [0.5, 1.0, 3.0]])
+    s = evaluation.summarize(curves, 0.1)
+    assert s["final_loss_mean"] == pytest.approx(1.5)
+    assert s["final_loss_std"] == pytest.approx(np.std([0.5, 1, 3], ddof=1))
+    half = 1.96 * s["final_loss_std"] / math.sqrt(3)
+    assert s["final_loss_ci95"] == pytest.approx([1.5 - half, 1.5 + half])
+    assert s["loss_sum_mean"] == pytest.approx(np.mean([1.5, 3.0, 6.0]))
+    assert s["loss_mean_per_step"] == pytest.approx([4.0, 2.0, 1.5])
+    diverged = evaluation.summarize(np.array([[1.0, 1.0], [np.inf, 0.5]]), 1.0)
+    assert diverged["final_loss_mean"] is None and diverged["num_diverged"] == 1
+
+
+def test_trajectories_match_a_python_loop():
+    family = QuadraticFamily()
+    problems = evaluation.sample_problems(family, "test", 0, 5)
+    opt = Adam(0.1)
+    curves = evaluation.run_trajectories(family, opt, problems, 7)
+    assert curves.shape == (8, 5)
+    params = problems[0].params
+    state = opt.init(params)
+    for t in range(7):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            losses = family.loss(params, problems[0].data, ())
+            total = tf.reduce_sum(losses)
+        np.testing.assert_allclose(curves[t], losses.numpy(), rtol=1e-5)
+        params, state = opt.apply(tape.gradient(total, params), state, params)
+
+
+def test_tuning_picks_the_best_rate_on_validation_and_evaluate_schema(tmp_path):
+    family = QuadraticFamily()
+    grid = evaluation.learning_rate_grid(1e-3, 1.0, 1)
+    tuning = evaluation.sample_problems(family, "validation", 0, 20)
+    opt = SGD()
+    best, scores = evaluation.tune_learning_rate(family, opt, grid, tuning, 30)
+    assert scores[best] == min(scores.values())
+    assert scores[1.0] == math.inf  # SGD at lr 1 diverges on these quadratics
+    assert opt.learning_rate.numpy() == pytest.approx(best)
+
+    results = evaluation.evaluate(family, {"L2L": CoordinatewiseLSTM(seed=0)}, {"sgd": SGD(), "adam": Adam()},
+                                  num_steps=20, num_problems=10, seed=3, grid=grid, log=lambda *_: None)
+    path = evaluation.write_results(results, str(tmp_path))
+    loaded = json.load(open(path))
+    assert {"problem", "num_steps", "num_problems", "seed", "optimizers"} <= set(loaded)
+    assert set(loaded["optimizers"]) == {"L2L", "sgd", "adam"}
+    for name, e in loaded["optimizers"].items():
+        assert {"learning_rate", "final_loss_mean", "final_loss_std", "final_loss_ci95", "loss_sum_mean",
+                "loss_mean_per_step"} <= set(e)
+        assert len(e["loss_mean_per_step"]) == 21
+        assert (e["learning_rate"] is None) == (name == "L2L")
+    png = plotting.plot_loss_curves(loaded, str(tmp_path / "curves.png"))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    md = open(report.write_report(loaded, str(tmp_path), png, "cmd")).read()
+    assert "| L2L | learned |" in md and "curves.png" in md
