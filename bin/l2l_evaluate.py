@@ -16,10 +16,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from absl import flags  # noqa: E402
 
-from l2l_tf import cli  # noqa: E402
+from l2l_tf import cli, problem_flags  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 from l2l_tf.optimizers.hand_designed import HAND_DESIGNED  # noqa: E402
-from l2l_tf.problems import make_family, problem_names  # noqa: E402
+from l2l_tf.problems import problem_names  # noqa: E402
 
 LEARNED = "L2L"
 FLAGS = flags.FLAGS
@@ -54,7 +54,7 @@ def main(argv):
 
     if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
         raise UserError(f"--output_dir {FLAGS.output_dir} exists and is not a directory")
-    family = make_family(FLAGS.problem)
+    family = problem_flags.family_from_flags(FLAGS.problem)
     learned = {}
     if FLAGS.optimizer in (LEARNED, "all") and FLAGS.path:
         learned[LEARNED] = saving.load_learned(FLAGS.path)

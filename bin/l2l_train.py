@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 
@@ -17,14 +18,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from absl import flags, logging  # noqa: E402
 
-from l2l_tf import cli  # noqa: E402
+from l2l_tf import cli, problem_flags  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
-from l2l_tf.problems import make_family, problem_names  # noqa: E402
+from l2l_tf.problems import problem_names  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family to meta-train on.")
 flags.DEFINE_string("save_path", None, "Directory for the trained optimizer, checkpoints and logs.", required=True)
-flags.DEFINE_integer("num_epochs", 1000, "Training problems (epochs) to meta-train on.", lower_bound=1)
+flags.DEFINE_integer("num_epochs", 2000, "Training problems (epochs) to meta-train on.", lower_bound=1)
 flags.DEFINE_integer("num_steps", 100, "Optimizee steps per training trajectory.", lower_bound=1)
 flags.DEFINE_integer("unroll_length", 20, "Steps per truncated unroll (meta-gradient horizon).", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate on the meta-parameters.", lower_bound=1e-12)
@@ -77,10 +78,10 @@ def main(argv):
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(FLAGS.seed)
 
-    family = make_family(FLAGS.problem)
+    family = problem_flags.family_from_flags(FLAGS.problem)
     optimizer = CoordinatewiseLSTM(opt_config, seed=FLAGS.seed)
     metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
-        "problem", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
+        "problem", "hidden_sizes", "activation", "batch_size", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
         "loss_weights", "second_derivatives", "evaluation_period", "evaluation_epochs", "seed")}}
     trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata)
     logging.info("meta-training %s on %s for %d epochs of %d steps (unroll %d); %d meta-parameters",
@@ -88,13 +89,16 @@ def main(argv):
                  sum(int(v.numpy().size) for v in optimizer.meta_variables))
     start = time.time()
     result = trainer.train(resume=FLAGS.resume)
-    summary = {"wall_seconds": round(time.time() - start, 1), "epochs_run": result.epochs_run,
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    summary = {"wall_seconds": round(time.time() - start, 1), "peak_memory_mb": round(peak_mb, 1),
+               "epochs_run": result.epochs_run,
                "best_epoch": result.best_epoch, "best_validation_final_loss": result.best_validation,
                "skipped_steps": result.skipped_steps, "validation": result.validation}
     with open(os.path.join(save_path, "training_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"trained optimizer: {os.path.abspath(save_path)} (best validation final loss "
-          f"{result.best_validation:.4g} at epoch {result.best_epoch}; {summary['wall_seconds']} s)")
+          f"{result.best_validation:.4g} at epoch {result.best_epoch}; {summary['wall_seconds']} s, "
+          f"peak memory {summary['peak_memory_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":

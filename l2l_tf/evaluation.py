@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -54,7 +54,8 @@ class _Runner:
     def _run(self, params, state, data, batches, num_steps):
         return run_steps(self.family.loss, self.optimizer, params, state, data, batches, num_steps)
 
-    def __call__(self, problem: Problem, num_steps: int) -> np.ndarray:
+    def __call__(self, problem: Problem, num_steps: int) -> tuple[np.ndarray, list]:
+        """(loss curves [num_steps + 1, functions], final parameters)."""
         params, state = problem.params, self.optimizer.init(problem.params)
         pieces, done = [], 0
         while done < num_steps:
@@ -64,7 +65,7 @@ class _Runner:
             losses = losses.numpy()
             done += n
             pieces.append(losses if done == num_steps else losses[:-1])
-        return np.concatenate(pieces, axis=0)
+        return np.concatenate(pieces, axis=0), params
 
 
 _RUNNERS: dict = {}
@@ -78,10 +79,21 @@ def _runner(family: ProblemFamily, optimizer: Optimizer) -> _Runner:
 
 
 def run_trajectories(family: ProblemFamily, optimizer: Optimizer, problems: Iterable[Problem],
-                     num_steps: int) -> np.ndarray:
-    """Loss curves [num_steps + 1, total functions] of `optimizer` on `problems`."""
+                     num_steps: int, metrics: dict | None = None) -> np.ndarray:
+    """Loss curves [num_steps + 1, total functions] of `optimizer` on `problems`.
+
+    If `metrics` is a dict, the family's end-of-trajectory metrics (e.g. test accuracy) of
+    every problem are appended to it, one list per metric name.
+    """
     runner = _runner(family, optimizer)
-    return np.concatenate([runner(p, num_steps) for p in problems], axis=1)
+    curves = []
+    for problem in problems:
+        losses, params = runner(problem, num_steps)
+        curves.append(losses)
+        if metrics is not None:
+            for name, value in family.metrics(params, problem).items():
+                metrics.setdefault(name, []).append(value)
+    return np.concatenate(curves, axis=1)
 
 
 def _final_score(curves: np.ndarray) -> float:
@@ -89,13 +101,19 @@ def _final_score(curves: np.ndarray) -> float:
     return float(np.mean(final)) if np.all(np.isfinite(final)) else math.inf
 
 
-def tune_learning_rate(family: ProblemFamily, optimizer, grid: Sequence[float], problems: list[Problem],
+def tune_learning_rate(family: ProblemFamily, optimizer, grid: Sequence[float],
+                       problems: list[Problem] | Callable[[], list[Problem]],
                        num_steps: int) -> tuple[float, dict[float, float]]:
-    """Sets and returns the grid rate with the lowest mean final loss on `problems` (validation)."""
+    """Sets and returns the grid rate with the lowest mean final loss on `problems` (validation).
+
+    `problems` may be a function returning them, for families whose problems carry batch
+    streams that one run consumes (every grid point must see the same batches).
+    """
     scores = {}
     for lr in grid:
         optimizer.set_learning_rate(lr)
-        scores[lr] = _final_score(run_trajectories(family, optimizer, problems, num_steps))
+        batch = problems() if callable(problems) else problems
+        scores[lr] = _final_score(run_trajectories(family, optimizer, batch, num_steps))
     best = min(grid, key=lambda lr: scores[lr])
     optimizer.set_learning_rate(best)
     return best, scores
@@ -128,19 +146,27 @@ def evaluate(family: ProblemFamily, learned: dict[str, Optimizer], baselines: di
              num_steps: int, num_problems: int, seed: int, grid: Sequence[float],
              num_tuning_problems: int | None = None, log=print) -> dict:
     """Runs learned optimizers and tuned baselines on the same test problems; returns results."""
-    test = sample_problems(family, "test", seed, num_problems)
-    tuning = sample_problems(family, "validation", seed, num_tuning_problems or num_problems)
+    # Problems with batch streams are consumed by a run: every run samples identical new copies.
+    test = lambda: sample_problems(family, "test", seed, num_problems)  # noqa: E731
+    tuning = lambda: sample_problems(family, "validation", seed, num_tuning_problems or num_problems)  # noqa: E731
     results = {"problem": family.name, "problem_settings": family.describe(), "num_steps": int(num_steps),
                "num_problems": int(num_problems), "seed": int(seed), "learning_rate_grid": list(grid),
                "optimizers": {}}
+    def on_test(opt, lr):
+        metrics: dict = {}
+        entry = summarize(run_trajectories(family, opt, test(), num_steps, metrics), lr)
+        for metric, values in metrics.items():
+            entry[f"final_{metric}_mean"] = _finite_or_none(float(np.mean(values)))
+        return entry
+
     for name, opt in learned.items():
         log(f"evaluating {name} on {num_problems} test problems x {num_steps} steps")
-        results["optimizers"][name] = summarize(run_trajectories(family, opt, test, num_steps), None)
+        results["optimizers"][name] = on_test(opt, None)
     for name, opt in baselines.items():
         lr, scores = tune_learning_rate(family, opt, grid, tuning, num_steps)
         edge = " (at the edge of the grid: widen it)" if lr in (grid[0], grid[-1]) and len(grid) > 1 else ""
         log(f"{name}: tuned learning rate {lr:.3g}{edge}")
-        entry = summarize(run_trajectories(family, opt, test, num_steps), lr)
+        entry = on_test(opt, lr)
         entry["tuning_final_loss"] = {f"{k:.6g}": _finite_or_none(v) for k, v in scores.items()}
         results["optimizers"][name] = entry
     return results

@@ -10,15 +10,18 @@ def _fmt(x) -> str:
 
 def results_table(results: dict) -> str:
     """Markdown table: one row per optimizer, sorted by mean final loss."""
-    rows = ["| optimizer | learning rate | final loss mean ± std | 95% CI of mean | sum of losses |",
-            "|---|---|---|---|---|"]
+    accuracy = any("final_test_accuracy_mean" in e for e in results["optimizers"].values())
+    rows = ["| optimizer | learning rate | final loss mean ± std | 95% CI of mean | sum of losses |"
+            + (" test accuracy |" if accuracy else ""),
+            "|---|---|---|---|---|" + ("---|" if accuracy else "")]
     order = sorted(results["optimizers"].items(),
                    key=lambda kv: float("inf") if kv[1]["final_loss_mean"] is None else kv[1]["final_loss_mean"])
     for name, e in order:
         lr = "learned" if e["learning_rate"] is None else f"{e['learning_rate']:.3g}"
         lo, hi = e["final_loss_ci95"]
         rows.append(f"| {name} | {lr} | {_fmt(e['final_loss_mean'])} ± {_fmt(e['final_loss_std'])} | "
-                    f"[{_fmt(lo)}, {_fmt(hi)}] | {_fmt(e['loss_sum_mean'])} |")
+                    f"[{_fmt(lo)}, {_fmt(hi)}] | {_fmt(e['loss_sum_mean'])} |"
+                    + (f" {_fmt(e.get('final_test_accuracy_mean'))} |" if accuracy else ""))
     return "\n".join(rows)
 
 

@@ -71,6 +71,10 @@ class ProblemFamily(abc.ABC):
     def loss(self, params: Sequence[tf.Tensor], data: Any, batch: Any) -> tf.Tensor:
         """Per-function losses, shape [num_functions]."""
 
+    def metrics(self, params: Sequence[tf.Tensor], problem: Problem) -> dict[str, float]:
+        """End-of-trajectory metrics of final parameters (e.g. test accuracy); none by default."""
+        return {}
+
     def describe(self) -> dict:
         """Settings recorded with trained optimizers and results."""
         return {"name": self.name}

@@ -7,8 +7,15 @@ from l2l_tf.errors import UserError
 from l2l_tf.problems.base import ProblemFamily
 from l2l_tf.problems.quadratic import QuadraticFamily
 
+
+def _mnist(**kwargs) -> ProblemFamily:
+    from l2l_tf.problems.mnist import MNISTFamily  # imported lazily: it loads a dataset
+    return MNISTFamily(**kwargs)
+
+
 _FACTORIES: dict[str, Callable[..., ProblemFamily]] = {
     "quadratic": QuadraticFamily,
+    "mnist": _mnist,
 }
 
 

@@ -1,0 +1,131 @@
+"""Datasets from tensorflow-datasets when they can be had, from local files when they cannot.
+
+Where a dataset comes from, in order:
+1. `data_dir` (a flag) or the `L2L_DATA_DIR` environment variable, which may be
+   * a Keras-layout `.npz` file (`mnist.npz`: x_train (N,28,28) uint8, y_train, x_test, y_test),
+   * a folder holding such a file (`DIR/mnist.npz`), or
+   * a prepared tensorflow-datasets data dir (`DIR/mnist/<version>/`, as `tfds.load(data_dir=DIR)`
+     writes it);
+2. `tfds.load(name)` with its default data dir, which downloads when the network allows.
+When none works, one `UserError` names every option. Loaded arrays are checked (keys, shapes,
+dtypes, label range) and errors name the file and what is wrong, so a wrong file never turns
+into silently wrong numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from l2l_tf.errors import UserError
+
+ENV_VAR = "L2L_DATA_DIR"
+
+#: name -> (image shape, number of classes, keras npz file name)
+SPECS = {
+    "mnist": ((28, 28), 10, "mnist.npz"),
+}
+
+
+@dataclasses.dataclass
+class ImageDataset:
+    """Images as uint8 arrays (scaled to [0, 1] floats only when batched, to keep memory small)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    num_classes: int
+
+    def subset(self, labels) -> "ImageDataset":
+        """Only the examples of the given classes, relabelled 0..len(labels)-1 in that order."""
+        labels = list(labels)
+        lut = np.full(self.num_classes, -1, np.int64)
+        lut[labels] = np.arange(len(labels))
+        keep_tr, keep_te = np.isin(self.y_train, labels), np.isin(self.y_test, labels)
+        return ImageDataset(self.name, self.x_train[keep_tr], lut[self.y_train[keep_tr]].astype(np.int32),
+                            self.x_test[keep_te], lut[self.y_test[keep_te]].astype(np.int32),
+                            f"{self.source} (classes {labels})", len(labels))
+
+
+def _check(name: str, arrays: dict, where: str) -> ImageDataset:
+    shape, num_classes, _ = SPECS[name]
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        if key not in arrays:
+            raise UserError(f"{where}: missing array {key!r} (expected keys x_train, y_train, x_test, y_test)")
+    out = {}
+    for split in ("train", "test"):
+        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"]).reshape(-1)
+        if x.ndim == len(shape) + 1 and x.shape[-1] == 1 and x.shape[1:-1] == shape:
+            x = x[..., 0]
+        if x.shape[1:] != shape:
+            raise UserError(f"{where}: x_{split} has shape {x.shape}; expected (N, {', '.join(map(str, shape))})")
+        if x.dtype != np.uint8:
+            raise UserError(f"{where}: x_{split} has dtype {x.dtype}; expected uint8 pixels 0..255")
+        if len(y) != len(x):
+            raise UserError(f"{where}: {len(x)} x_{split} images but {len(y)} y_{split} labels")
+        if len(y) == 0:
+            raise UserError(f"{where}: the {split} split is empty")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes:
+            raise UserError(f"{where}: y_{split} must hold integer labels 0..{num_classes - 1}")
+        out[split] = (x, y.astype(np.int32))
+    return ImageDataset(name, *out["train"], *out["test"], source=where, num_classes=num_classes)
+
+
+def _load_npz(name: str, path: str) -> ImageDataset:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    return _check(name, arrays, path)
+
+
+def _load_tfds(name: str, data_dir: str | None, download: bool) -> ImageDataset:
+    import tensorflow_datasets as tfds
+
+    where = f"tfds:{name}" + (f" in {data_dir}" if data_dir else "")
+    if data_dir is not None:
+        versions = sorted(os.listdir(os.path.join(data_dir, name)))
+        if not versions:
+            raise UserError(f"{os.path.join(data_dir, name)} holds no prepared tfds version")
+        builder = tfds.builder_from_directory(os.path.join(data_dir, name, versions[-1]))
+    else:
+        builder = tfds.builder(name)
+        if download:
+            builder.download_and_prepare()
+    arrays = {}
+    for split in ("train", "test"):
+        images, labels = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = images, labels
+    return _check(name, arrays, where)
+
+
+def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
+    """Loads `name` ("mnist") from `data_dir`, $L2L_DATA_DIR, or tensorflow-datasets."""
+    if name not in SPECS:
+        raise UserError(f"unknown dataset {name!r}; expected one of {sorted(SPECS)}")
+    npz_name = SPECS[name][2]
+    data_dir = data_dir or os.environ.get(ENV_VAR) or None
+    if data_dir:
+        if os.path.isfile(data_dir):
+            return _load_npz(name, data_dir)
+        if not os.path.isdir(data_dir):
+            raise UserError(f"data dir {data_dir} does not exist")
+        if os.path.isfile(os.path.join(data_dir, npz_name)):
+            return _load_npz(name, os.path.join(data_dir, npz_name))
+        if os.path.isdir(os.path.join(data_dir, name)):
+            return _load_tfds(name, data_dir, download=False)
+        raise UserError(f"no {name} data in {data_dir}: expected {npz_name} (Keras layout) or a prepared "
+                        f"tensorflow-datasets folder {name}/<version>/")
+    try:
+        return _load_tfds(name, None, download=True)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - no network, no cache: explain the options instead
+        raise UserError(
+            f"cannot load {name}: tensorflow-datasets failed ({type(e).__name__}); pass --data_dir (or set "
+            f"{ENV_VAR}) to a folder with {npz_name} in Keras layout or a prepared tfds data dir") from None

@@ -1,0 +1,39 @@
+"""Flags that choose a problem family's variant, shared by l2l_train and l2l_evaluate.
+
+Both binaries must build the same family from the same words, so the flags and their
+translation into `make_family` keyword arguments live here once.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from l2l_tf.cli import parse_int_list
+from l2l_tf.errors import UserError
+from l2l_tf.problems import make_family
+from l2l_tf.problems.base import ProblemFamily
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "Local data: a folder with mnist.npz (Keras layout) or a prepared "
+                    "tensorflow-datasets data dir; default: $L2L_DATA_DIR, then tfds.load.")
+flags.DEFINE_string("hidden_sizes", "20", "MNIST MLP: comma-separated hidden layer widths.")
+flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu", "tanh"], "MNIST MLP: hidden activation.")
+flags.DEFINE_integer("batch_size", 128, "Minibatch size of dataset problems.", lower_bound=1)
+flags.register_validator("data_dir", lambda p: p is None or os.path.exists(p),
+                         message="--data_dir must be an existing folder or file")
+
+
+def family_settings(problem: str) -> dict:
+    """The keyword arguments of `make_family(problem, ...)` from the flags."""
+    if problem == "mnist":
+        return {"hidden_sizes": parse_int_list(FLAGS.hidden_sizes, "hidden_sizes"), "activation": FLAGS.activation,
+                "batch_size": FLAGS.batch_size, "data_dir": FLAGS.data_dir}
+    for name in ("hidden_sizes", "activation", "batch_size", "data_dir"):
+        if FLAGS[name].present:
+            raise UserError(f"--{name} does not apply to --problem={problem}")
+    return {}
+
+
+def family_from_flags(problem: str) -> ProblemFamily:
+    return make_family(problem, **family_settings(problem))

@@ -1,0 +1,168 @@
+"""Any Keras model and dataset as a problem family: the optimizee is an ordinary Keras model.
+
+`KerasProblem(model_fn, dataset, loss)` builds the model once and drives it with
+`model.stateless_call(trainable, non_trainable, x)`: the parameters theta are explicit
+tensors (the model's trainable variables, in order), so the meta-trainer differentiates
+through T optimizer steps without any `apply_gradients` or variable assignment. Each sampled
+problem re-draws every variable from the layer's own initializer with a fresh seed, and
+reads its own seeded stream of minibatches.
+
+Non-trainable variables (e.g. batch-norm moving statistics) are passed as fixed `data`;
+models are called with `training=True`, so batch norm normalizes with batch statistics.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from l2l_tf.errors import UserError
+from l2l_tf.problems.base import Problem, ProblemFamily, function_rng
+
+DatasetFn = Callable[[int], tf.data.Dataset]
+
+
+def _own_variables(layer) -> list:
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def fresh_weights(model: keras.Model, seed: int) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+    """New values for (trainable, non-trainable) variables, drawn from each layer's initializers.
+
+    A variable `kernel` of a layer is re-drawn with that layer's `kernel_initializer` (the
+    Keras convention for every built-in layer), seeded per variable so that two problems
+    with different seeds never share weights and the same seed always gives the same ones.
+    """
+    initializers = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for v in _own_variables(layer):
+            init = getattr(layer, f"{v.name}_initializer", None)
+            if init is not None:
+                initializers[id(v)] = init
+    seeds = np.random.SeedSequence(seed).generate_state(len(model.variables) + 1)
+    values = {}
+    for v, s in zip(model.variables, seeds):
+        init = initializers.get(id(v))
+        if init is None:
+            raise UserError(f"cannot re-initialize variable {v.path}: its layer has no {v.name}_initializer")
+        config = init.get_config()
+        if "seed" in config:
+            init = init.__class__.from_config({**config, "seed": int(s) % (2**31 - 1)})
+        values[id(v)] = tf.convert_to_tensor(init(shape=v.shape, dtype=v.dtype))
+    return ([values[id(v)] for v in model.trainable_variables],
+            [values[id(v)] for v in model.non_trainable_variables])
+
+
+class _BatchStream:
+    """Serves per-step batches by step index from a tf.data iterator.
+
+    Truncations overlap by one step (the batch that scores theta_T of one unroll is the
+    batch of step T of the next), so the last batch is cached; anything else must be asked
+    for in order, which keeps streams reproducible (a resumed run rebuilds the same stream).
+    """
+
+    def __init__(self, dataset: tf.data.Dataset):
+        self._iterator = iter(dataset)
+        self._next = 0
+        self._last: tuple[int, Any] | None = None
+
+    def __call__(self, start: int, count: int) -> Any:
+        batches = []
+        for t in range(start, start + count):
+            if self._last is not None and self._last[0] == t:
+                batches.append(self._last[1])
+                continue
+            if t != self._next:
+                raise ValueError(f"batches must be read in order: asked for step {t}, next is {self._next}")
+            batch = next(self._iterator)
+            self._next += 1
+            self._last = (t, batch)
+            batches.append(batch)
+        return tf.nest.map_structure(lambda *b: tf.stack(b), *batches)
+
+
+def array_dataset_fn(x: np.ndarray, y: np.ndarray, batch_size: int,
+                     transform: Callable[[tf.Tensor], tf.Tensor] | None = None) -> DatasetFn:
+    """A seeded, shuffled, repeated, prefetched minibatch pipeline over in-memory arrays.
+
+    The arrays become constants once; each problem's pipeline shuffles indices only, so a
+    new problem costs nothing like a copy of the data.
+    """
+    if len(x) < batch_size:
+        raise UserError(f"dataset has {len(x)} examples, fewer than the batch size {batch_size}")
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    n = len(x)
+
+    def gather(idx):
+        xb = tf.gather(x_all, idx)
+        return (transform(xb) if transform else xb), tf.gather(y_all, idx)
+
+    def make(seed: int) -> tf.data.Dataset:
+        return (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+                .batch(batch_size, drop_remainder=True).map(gather).prefetch(2))
+
+    return make
+
+
+class KerasProblem(ProblemFamily):
+    """A problem family from a Keras model builder, a dataset and a loss.
+
+    Args:
+      model_fn: builds the (uncompiled) model; called once, with its input shape known.
+      dataset: a function `seed -> tf.data.Dataset` of (x, y) minibatches (repeated), or a
+        `tf.data.Dataset` (then every problem reads it in the same order).
+      loss: a Keras loss (object, name or function of (y_true, y_pred)) reduced to a scalar.
+      eval_data: optional (x, y) arrays for end-of-trajectory metrics (accuracy).
+      name: the family's name in results.
+    """
+
+    vectorized = False
+
+    def __init__(self, model_fn: Callable[[], keras.Model], dataset: DatasetFn | tf.data.Dataset, loss,
+                 eval_data: tuple[np.ndarray, np.ndarray] | None = None, name: str = "keras_problem",
+                 settings: dict | None = None):
+        self.name = name
+        self.model = model_fn()
+        if not self.model.built:
+            raise UserError("model_fn must return a built model (give it an Input or call build())")
+        self._dataset_fn = dataset if callable(dataset) else (lambda seed: dataset.repeat())
+        self.loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+        self.eval_data = eval_data
+        self._settings = dict(settings or {})
+        self._accuracy_fn = None
+
+    def sample(self, split: str, seed: int, indices: Sequence[int]) -> Problem:
+        if len(indices) != 1:
+            raise ValueError(f"{self.name} problems hold one function each; got {len(indices)} indices")
+        rng = function_rng(split, seed, indices[0], self.name)
+        init_seed, data_seed = (int(s) for s in rng.integers(0, 2**31 - 1, size=2))
+        trainable, non_trainable = fresh_weights(self.model, init_seed)
+        stream = _BatchStream(self._dataset_fn(data_seed))
+        return Problem(params=trainable, data=tuple(non_trainable), num_functions=1, batch_fn=stream)
+
+    def loss(self, params, data, batch):
+        x, y = batch
+        y_pred, _ = self.model.stateless_call(list(params), list(data), x, training=True)
+        return tf.reshape(self.loss_fn(y, y_pred), [1])
+
+    def metrics(self, params: Sequence[tf.Tensor], problem: Problem) -> dict[str, float]:
+        """End-of-trajectory metrics: accuracy on `eval_data` (e.g. the test set)."""
+        if self.eval_data is None:
+            return {}
+        if self._accuracy_fn is None:
+            x_eval, y_eval = (tf.constant(a) for a in self.eval_data)
+
+            @tf.function(reduce_retracing=True)
+            def accuracy(params, data):
+                y_pred, _ = self.model.stateless_call(list(params), list(data), x_eval, training=False)
+                hits = tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), tf.cast(y_eval, tf.int32))
+                return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+            self._accuracy_fn = accuracy
+        return {"test_accuracy": float(self._accuracy_fn(list(params), problem.data))}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "num_params": int(sum(np.prod(v.shape) for v in self.model.trainable_variables)),
+                **self._settings}
