@@ -85,13 +85,13 @@ def run_trajectories(family: ProblemFamily, optimizer: Optimizer, problems: Iter
     If `metrics` is a dict, the family's end-of-trajectory metrics (e.g. test accuracy) of
     every problem are appended to it, one list per metric name.
     """
-    runner = _runner(family, optimizer)
     curves = []
     for problem in problems:
-        losses, params = runner(problem, num_steps)
+        owner = problem.family or family
+        losses, params = _runner(owner, optimizer)(problem, num_steps)
         curves.append(losses)
         if metrics is not None:
-            for name, value in family.metrics(params, problem).items():
+            for name, value in owner.metrics(params, problem).items():
                 metrics.setdefault(name, []).append(value)
     return np.concatenate(curves, axis=1)
 

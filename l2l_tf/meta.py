@@ -145,7 +145,7 @@ class MetaTrainer:
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
         self.best_phi = [tf.Variable(v.value if hasattr(v, "value") else v, trainable=False) for v in self.phi]
         self._weights = tf.constant(config.weights)
-        self._meta_step = tf.function(self._meta_step_fn)
+        self._meta_steps: dict = {}
         self._apply = tf.function(self._apply_fn)
         self._manager = None
         if save_path:
@@ -158,11 +158,17 @@ class MetaTrainer:
 
     # -- compiled pieces -------------------------------------------------------------------
 
-    def _meta_step_fn(self, params, state, data, batches):
-        params, state, losses, meta_loss, grads = meta_gradient(
-            self.family.loss, self.optimizer, params, state, data, batches, self._weights,
-            self.config.second_derivatives)
-        return params, state, losses, meta_loss, grads, tf.linalg.global_norm(grads)
+    def _meta_step(self, family: ProblemFamily):
+        """The compiled truncation for one family's loss (a mixture has one per member)."""
+        if id(family) not in self._meta_steps:
+            def step(params, state, data, batches):
+                params, state, losses, meta_loss, grads = meta_gradient(
+                    family.loss, self.optimizer, params, state, data, batches, self._weights,
+                    self.config.second_derivatives)
+                return params, state, losses, meta_loss, grads, tf.linalg.global_norm(grads)
+
+            self._meta_steps[id(family)] = (family, tf.function(step))
+        return self._meta_steps[id(family)][1]
 
     def _apply_fn(self, grads):
         clipped, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
@@ -178,10 +184,11 @@ class MetaTrainer:
         problem = self._train_problem(epoch)
         params, state = problem.params, self.optimizer.init(problem.params)
         T = self.config.unroll_length
+        meta_step = self._meta_step(problem.family or self.family)
         meta_losses, final, skipped = [], math.nan, 0
         for k in range(self.config.num_steps // T):
             batches = problem.batches(k * T, T + 1)
-            params, state, losses, meta_loss, grads, norm = self._meta_step(params, state, problem.data, batches)
+            params, state, losses, meta_loss, grads, norm = meta_step(params, state, problem.data, batches)
             if not (math.isfinite(float(meta_loss)) and math.isfinite(float(norm))):
                 # The optimizee diverged: no update from this truncation, abandon the trajectory.
                 skipped += 1

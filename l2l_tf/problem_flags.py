@@ -20,6 +20,12 @@ flags.DEFINE_string("data_dir", None, "Local data: a folder with mnist.npz (Kera
 flags.DEFINE_string("hidden_sizes", "20", "MNIST MLP: comma-separated hidden layer widths.")
 flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu", "tanh"], "MNIST MLP: hidden activation.")
 flags.DEFINE_integer("batch_size", 128, "Minibatch size of dataset problems.", lower_bound=1)
+flags.DEFINE_string("mix_hidden_sizes", "20;40;20,20", "mnist_mix: hidden-layer options, ';'-separated.")
+flags.DEFINE_list("mix_activations", ["sigmoid", "relu", "tanh"], "mnist_mix: activation options.")
+flags.DEFINE_float("mix_log10_loss_scale", 1.0, "mnist_mix: losses are scaled by 10^u, u ~ U(-x, x).",
+                   lower_bound=0.0)
+flags.register_validator("mix_activations", lambda v: bool(v) and set(v) <= {"sigmoid", "relu", "tanh"},
+                         message="--mix_activations must list sigmoid, relu and/or tanh")
 flags.register_validator("data_dir", lambda p: p is None or os.path.exists(p),
                          message="--data_dir must be an existing folder or file")
 
@@ -29,6 +35,11 @@ def family_settings(problem: str) -> dict:
     if problem == "mnist":
         return {"hidden_sizes": parse_int_list(FLAGS.hidden_sizes, "hidden_sizes"), "activation": FLAGS.activation,
                 "batch_size": FLAGS.batch_size, "data_dir": FLAGS.data_dir}
+    if problem == "mnist_mix":
+        options = [parse_int_list(h, "mix_hidden_sizes") for h in FLAGS.mix_hidden_sizes.split(";")]
+        return {"hidden_sizes_options": options, "activations": FLAGS.mix_activations,
+                "log10_scale_range": FLAGS.mix_log10_loss_scale, "batch_size": FLAGS.batch_size,
+                "data_dir": FLAGS.data_dir}
     for name in ("hidden_sizes", "activation", "batch_size", "data_dir"):
         if FLAGS[name].present:
             raise UserError(f"--{name} does not apply to --problem={problem}")

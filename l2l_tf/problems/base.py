@@ -44,12 +44,15 @@ class Problem:
       batch_fn: `batch_fn(start, count)` returns a nest of tensors with leading dimension
         `count`, the per-step batches for steps start .. start+count-1; None when the
         loss takes no batch.
+      family: the family whose `loss` and `metrics` apply, when it is not the family that
+        sampled the problem (a mixture of families hands out problems of its members).
     """
 
     params: list
     data: Any
     num_functions: int
     batch_fn: Callable[[int, int], Any] | None = None
+    family: "ProblemFamily | None" = None
 
     def batches(self, start: int, count: int) -> Any:
         return () if self.batch_fn is None else self.batch_fn(start, count)

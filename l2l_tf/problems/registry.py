@@ -13,9 +13,15 @@ def _mnist(**kwargs) -> ProblemFamily:
     return MNISTFamily(**kwargs)
 
 
+def _mnist_mix(**kwargs) -> ProblemFamily:
+    from l2l_tf.problems.mixture import mnist_mixture
+    return mnist_mixture(**kwargs)
+
+
 _FACTORIES: dict[str, Callable[..., ProblemFamily]] = {
     "quadratic": QuadraticFamily,
     "mnist": _mnist,
+    "mnist_mix": _mnist_mix,
 }
 
 
