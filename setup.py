@@ -21,6 +21,7 @@ setup(
         "tensorflow>=2.16",
         "keras>=3",
         "tensorflow-datasets",
+        "importlib_resources",  # tensorflow-datasets needs it to write/read prepared data dirs
         "absl-py",
         "tensorboard",
         "numpy",

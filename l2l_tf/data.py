@@ -59,7 +59,7 @@ def _check(name: str, arrays: dict, where: str) -> ImageDataset:
     out = {}
     for split in ("train", "test"):
         x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"]).reshape(-1)
-        if x.ndim == len(shape) + 1 and x.shape[-1] == 1 and x.shape[1:-1] == shape:
+        if x.ndim == len(shape) + 2 and x.shape[-1] == 1 and x.shape[1:-1] == shape:
             x = x[..., 0]
         if x.shape[1:] != shape:
             raise UserError(f"{where}: x_{split} has shape {x.shape}; expected (N, {', '.join(map(str, shape))})")
@@ -99,8 +99,12 @@ def _load_tfds(name: str, data_dir: str | None, download: bool) -> ImageDataset:
             builder.download_and_prepare()
     arrays = {}
     for split in ("train", "test"):
-        images, labels = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = images, labels
+        # Features by name ("image", "label": the tfds MNIST/CIFAR schema), which also works
+        # for data dirs written without supervised keys.
+        examples = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        if not {"image", "label"} <= set(examples):
+            raise UserError(f"{where}: expected features 'image' and 'label', found {sorted(examples)}")
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = examples["image"], examples["label"]
     return _check(name, arrays, where)
 
 

@@ -5,7 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import run_binary
+from conftest import ROOT, run_binary
+
+FIXTURE = os.path.join(ROOT, "testdata", "mnist_subset.npz")
 
 TINY_TRAIN = ["--num_epochs=4", "--num_steps=20", "--unroll_length=10", "--meta_batch_size=8",
               "--evaluation_period=2", "--evaluation_epochs=1", "--checkpoint_every=2"]
@@ -40,6 +42,17 @@ def test_evaluate_all_writes_results_plot_and_report(trained, tmp_path):
     assert "report:" in proc.stdout and os.path.exists(os.path.join(out, "report.md"))
 
 
+def test_evaluate_mnist_reports_test_accuracy(tmp_path):
+    out = str(tmp_path / "mnist_eval")
+    proc = run_binary("l2l_evaluate", "--problem=mnist", f"--data_dir={FIXTURE}", "--optimizer=adam",
+                      "--num_steps=30", "--num_problems=2", "--lr_grid_min=1e-2", "--lr_grid_max=1e-1",
+                      "--lr_grid_per_decade=1", f"--output_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    entry = json.load(open(os.path.join(out, "results.json")))["optimizers"]["adam"]
+    assert 0.1 < entry["final_test_accuracy_mean"] <= 1.0
+    assert "test accuracy" in open(os.path.join(out, "report.md")).read()
+
+
 def _bad_cases(trained, tmp):
     not_trained = os.path.join(tmp, "empty_dir")
     os.makedirs(not_trained, exist_ok=True)
@@ -68,6 +81,17 @@ def _bad_cases(trained, tmp):
         "inverted grid": (["l2l_evaluate", "--lr_grid_min=1", "--lr_grid_max=0.1", out], "lr_grid_min"),
         "unknown optimizer": (["l2l_evaluate", "--optimizer=lbfgs", out], "optimizer"),
         "missing output_dir": (["l2l_evaluate"], "output_dir"),
+        "missing data dir": (["l2l_train", "--problem=mnist", "--data_dir=/no/such/data", "--save_path=x"],
+                             "data_dir"),
+        "data dir without mnist": (["l2l_evaluate", "--problem=mnist", f"--data_dir={not_trained}", out],
+                                   "mnist.npz"),
+        "bad hidden sizes": (["l2l_evaluate", "--problem=mnist", f"--data_dir={FIXTURE}", "--hidden_sizes=20,0",
+                              out], "hidden_sizes"),
+        "unknown activation": (["l2l_train", "--problem=mnist", "--activation=swish", "--save_path=x"],
+                               "activation"),
+        "mnist flag on quadratic": (["l2l_evaluate", "--hidden_sizes=40", out], "does not apply"),
+        "corrupt data file": (["l2l_evaluate", "--problem=mnist", f"--data_dir={a_file}", out],
+                              "not a readable .npz"),
     }
 
 
@@ -84,7 +108,9 @@ def bad_runs(trained, tmp_path_factory):
     "unknown problem", "zero epochs", "negative steps", "missing save_path", "steps not multiple of unroll",
     "bad layers", "bad loss weights", "save_path is a file", "existing run without resume",
     "resume other architecture", "positional argument", "missing path", "L2L without path", "not a trained dir",
-    "zero problems", "inverted grid", "unknown optimizer", "missing output_dir"])
+    "zero problems", "inverted grid", "unknown optimizer", "missing output_dir", "missing data dir",
+    "data dir without mnist", "bad hidden sizes", "unknown activation", "mnist flag on quadratic",
+    "corrupt data file"])
 def test_bad_input_gives_a_one_line_error(bad_runs, case):
     proc, expected = bad_runs[case]
     assert proc.returncode != 0

@@ -145,7 +145,7 @@ class KerasProblem(ProblemFamily):
     def loss(self, params, data, batch):
         x, y = batch
         y_pred, _ = self.model.stateless_call(list(params), list(data), x, training=True)
-        return tf.reshape(self.loss_fn(y, y_pred), [1])
+        return tf.reshape(tf.reduce_mean(self.loss_fn(y, y_pred)), [1])  # per-example losses are averaged
 
     def metrics(self, params: Sequence[tf.Tensor], problem: Problem) -> dict[str, float]:
         """End-of-trajectory metrics: accuracy on `eval_data` (e.g. the test set)."""
