@@ -27,7 +27,7 @@ setup(
         "numpy",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "hypothesis"]},
     scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py"],
     license="Apache-2.0",
 )

@@ -36,6 +36,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the test and tuning problems.", lower_b
 flags.DEFINE_float("lr_grid_min", 1e-4, "Smallest learning rate tried for baselines.", lower_bound=1e-12)
 flags.DEFINE_float("lr_grid_max", 1.0, "Largest learning rate tried for baselines.", lower_bound=1e-12)
 flags.DEFINE_integer("lr_grid_per_decade", 4, "Learning rates per factor of 10 in the grid.", lower_bound=1)
+flags.DEFINE_float("max_update", None, "Override the learned optimizer's update clipping (0: off).",
+                   lower_bound=0.0)
 cli.validate_flags_nonempty("output_dir")
 flags.register_validator("path", lambda p: p is None or os.path.isdir(p),
                          message="--path must be an existing trained optimizer directory")
@@ -57,7 +59,7 @@ def main(argv):
     family = problem_flags.family_from_flags(FLAGS.problem)
     learned = {}
     if FLAGS.optimizer in (LEARNED, "all") and FLAGS.path:
-        learned[LEARNED] = saving.load_learned(FLAGS.path)
+        learned[LEARNED] = saving.load_learned(FLAGS.path, max_update=FLAGS.max_update)
     names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
     baselines = {name: make_hand_designed(name) for name in names}
     grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sys
 import time
 
@@ -46,7 +47,29 @@ flags.DEFINE_string("lstm_layers", "20,20", "Units of each stacked LSTM layer.")
 flags.DEFINE_enum("preprocess", "log_sign", ["log_sign", "none"], "Gradient preprocessing.")
 flags.DEFINE_float("preprocess_p", 10.0, "p of the log/sign preprocessing.", lower_bound=1e-6)
 flags.DEFINE_float("output_scale", 0.1, "Scale of the LSTM's output.", lower_bound=1e-12)
+flags.DEFINE_float("max_update", 0.0, "Clip each proposed coordinate update to +-this (0: off).", lower_bound=0.0)
+flags.DEFINE_integer("max_consecutive_skips", 20, "Stop after this many non-finite meta-steps in a row.",
+                     lower_bound=1)
 cli.validate_flags_nonempty("save_path")
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _stop_on_signals(trainer) -> None:
+    """SIGINT/SIGTERM: finish the current epoch, write a checkpoint, exit; a second signal exits at once."""
+
+    def handler(signum, frame):
+        del frame
+        if getattr(handler, "seen", False):
+            raise KeyboardInterrupt
+        handler.seen = True
+        logging.warning("received %s: writing a checkpoint after this epoch, then stopping",
+                        signal.Signals(signum).name)
+        trainer.request_stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv):
@@ -54,7 +77,7 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from l2l_tf.meta import MetaTrainConfig, MetaTrainer
+    from l2l_tf.meta import MetaTrainConfig, MetaTrainer, TrainingInterrupted
     from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
 
     config = MetaTrainConfig(
@@ -63,10 +86,11 @@ def main(argv):
         second_derivatives=FLAGS.second_derivatives,
         loss_weights=cli.parse_float_list(FLAGS.loss_weights, "loss_weights") if FLAGS.loss_weights else None,
         evaluation_period=FLAGS.evaluation_period, evaluation_epochs=FLAGS.evaluation_epochs,
-        checkpoint_every=FLAGS.checkpoint_every, log_period=FLAGS.log_period, seed=FLAGS.seed)
+        checkpoint_every=FLAGS.checkpoint_every, log_period=FLAGS.log_period, seed=FLAGS.seed,
+        max_consecutive_skips=FLAGS.max_consecutive_skips)
     opt_config = LSTMOptimizerConfig(layers=cli.parse_int_list(FLAGS.lstm_layers, "lstm_layers"),
                                      preprocess=FLAGS.preprocess, preprocess_p=FLAGS.preprocess_p,
-                                     output_scale=FLAGS.output_scale)
+                                     output_scale=FLAGS.output_scale, max_update=FLAGS.max_update)
     save_path = FLAGS.save_path
     if os.path.exists(save_path) and not os.path.isdir(save_path):
         raise UserError(f"--save_path {save_path} exists and is not a directory")
@@ -87,8 +111,14 @@ def main(argv):
     logging.info("meta-training %s on %s for %d epochs of %d steps (unroll %d); %d meta-parameters",
                  optimizer.label, family.name, config.num_epochs, config.num_steps, config.unroll_length,
                  sum(int(v.numpy().size) for v in optimizer.meta_variables))
+    _stop_on_signals(trainer)
     start = time.time()
-    result = trainer.train(resume=FLAGS.resume)
+    try:
+        result = trainer.train(resume=FLAGS.resume)
+    except TrainingInterrupted as stop:
+        print(f"l2l_train: stopped at epoch {stop.epoch}; checkpoint {stop.checkpoint}; "
+              "continue with the same flags and --resume", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     summary = {"wall_seconds": round(time.time() - start, 1), "peak_memory_mb": round(peak_mb, 1),
                "epochs_run": result.epochs_run,

@@ -54,10 +54,11 @@ class MetaTrainConfig:
     checkpoint_every: int = 100
     log_period: int = 50
     seed: int = 0
+    max_consecutive_skips: int = 20
 
     def __post_init__(self):
         positive = ("num_epochs", "num_steps", "unroll_length", "meta_batch_size", "evaluation_period",
-                    "evaluation_epochs", "checkpoint_every", "log_period")
+                    "evaluation_epochs", "checkpoint_every", "log_period", "max_consecutive_skips")
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -98,6 +99,18 @@ class TrainResult:
     skipped_steps: int
     history: list = dataclasses.field(default_factory=list)
     validation: list = dataclasses.field(default_factory=list)
+
+
+class TrainingDiverged(UserError):
+    """Too many consecutive meta-steps were non-finite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(Exception):
+    """A stop was requested (SIGINT/SIGTERM); a checkpoint of `epoch` was written first."""
+
+    def __init__(self, epoch: int, checkpoint: str | None):
+        super().__init__(f"interrupted at epoch {epoch}" + (f"; checkpoint {checkpoint}" if checkpoint else ""))
+        self.epoch, self.checkpoint = epoch, checkpoint
 
 
 def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, weights,
@@ -143,6 +156,8 @@ class MetaTrainer:
         self.best_validation = tf.Variable(np.inf, dtype=tf.float32, trainable=False, name="best_validation")
         self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
+        self.consecutive_skips = tf.Variable(0, dtype=tf.int64, trainable=False, name="consecutive_skips")
+        self._stop_requested = False
         self.best_phi = [tf.Variable(v.value if hasattr(v, "value") else v, trainable=False) for v in self.phi]
         self._weights = tf.constant(config.weights)
         self._meta_steps: dict = {}
@@ -153,7 +168,7 @@ class MetaTrainer:
                 phi=saving.tf_variables(self.phi),
                 meta_optimizer=saving.tf_variables(self.meta_optimizer.variables),
                 epoch=self.epoch, best_validation=self.best_validation, best_epoch=self.best_epoch,
-                skipped=self.skipped, best_phi=self.best_phi)
+                skipped=self.skipped, consecutive_skips=self.consecutive_skips, best_phi=self.best_phi)
             self._manager = tf.train.CheckpointManager(ckpt, os.path.join(save_path, "checkpoints"), max_to_keep=3)
 
     # -- compiled pieces -------------------------------------------------------------------
@@ -190,9 +205,15 @@ class MetaTrainer:
             batches = problem.batches(k * T, T + 1)
             params, state, losses, meta_loss, grads, norm = meta_step(params, state, problem.data, batches)
             if not (math.isfinite(float(meta_loss)) and math.isfinite(float(norm))):
-                # The optimizee diverged: no update from this truncation, abandon the trajectory.
+                # A NaN/Inf in the optimizee's loss or gradients, or in the meta-gradient: phi is
+                # not touched, the step is counted, and the diverged trajectory is abandoned.
                 skipped += 1
+                self.consecutive_skips.assign_add(1)
+                logging.warning("epoch %d, truncation %d: non-finite meta-loss %s or meta-gradient norm %s; "
+                                "meta-step skipped (%d in a row)", epoch + 1, k + 1, float(meta_loss), float(norm),
+                                int(self.consecutive_skips.numpy()))
                 break
+            self.consecutive_skips.assign(0)
             self._apply(grads)
             meta_losses.append(float(meta_loss))
             final = float(tf.reduce_mean(losses[-1]))
@@ -230,6 +251,10 @@ class MetaTrainer:
             raise UserError(f"cannot resume from {self._manager.latest_checkpoint}: it does not match this "
                             f"optimizer or is corrupt ({str(e).splitlines()[0]})") from None
         return int(self.epoch.numpy())
+
+    def request_stop(self) -> None:
+        """Asks `train` to checkpoint and stop after the current epoch (safe from a signal handler)."""
+        self._stop_requested = True
 
     def train(self, resume: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
         cfg = self.config
@@ -282,8 +307,19 @@ class MetaTrainer:
                         tf.summary.scalar("steps_per_second", rate)
                 window_start, window_epochs = time.time(), 0
             self.epoch.assign(done)
-            if self._manager and (done % cfg.checkpoint_every == 0 or done == cfg.num_epochs):
+            if self._manager and (done % cfg.checkpoint_every == 0 or done == cfg.num_epochs or self._stop_requested):
                 self._manager.save(checkpoint_number=done)
+            if self._stop_requested:
+                if writer:
+                    writer.flush()
+                raise TrainingInterrupted(done, self._manager.latest_checkpoint if self._manager else None)
+            if int(self.consecutive_skips.numpy()) >= cfg.max_consecutive_skips:
+                kept = self._manager.latest_checkpoint if self._manager else None
+                raise TrainingDiverged(
+                    f"{int(self.consecutive_skips.numpy())} consecutive meta-steps had a non-finite loss or "
+                    f"gradient (epoch {done}); stopping. phi was never updated from them"
+                    + (f"; the last good checkpoint is {kept}" if kept else "")
+                    + ". Try a lower --learning_rate, a smaller --output_scale or --max_update.")
         if writer:
             writer.flush()
         result.best_validation = float(self.best_validation.numpy())

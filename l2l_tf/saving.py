@@ -94,18 +94,21 @@ def read_config(path: str) -> dict[str, Any]:
     return record
 
 
-def optimizer_from_config(record: dict[str, Any], seed: int | None = None) -> CoordinatewiseLSTM:
-    settings = dict(record["optimizer"])
+def optimizer_from_config(record: dict[str, Any], seed: int | None = None, **overrides) -> CoordinatewiseLSTM:
+    settings = {**record["optimizer"], **{k: v for k, v in overrides.items() if v is not None}}
     architecture = settings.get("architecture", ARCHITECTURE)
     if architecture != ARCHITECTURE:
         raise UserError(f"optimizer architecture {architecture!r} is not supported by this version")
     return CoordinatewiseLSTM(LSTMOptimizerConfig.from_dict(settings), seed=seed)
 
 
-def load_learned(path: str, which: str = BEST_DIR) -> CoordinatewiseLSTM:
-    """Rebuilds a trained optimizer from its directory and restores phi (the best by default)."""
+def load_learned(path: str, which: str = BEST_DIR, max_update: float | None = None) -> CoordinatewiseLSTM:
+    """Rebuilds a trained optimizer from its directory and restores phi (the best by default).
+
+    `max_update` overrides the saved update clipping (e.g. to guard an out-of-distribution run).
+    """
     record = read_config(path)
-    optimizer = optimizer_from_config(record)
+    optimizer = optimizer_from_config(record, max_update=max_update)
     prefix = weights_prefix(path, which)
     if not tf.io.gfile.exists(prefix + ".index"):
         raise UserError(f"{path} has no saved weights under {which}/ (was training interrupted before the first validation?)")

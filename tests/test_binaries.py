@@ -1,6 +1,7 @@
 """The binaries end to end: a tiny train + evaluate run, and clean one-line errors on bad input."""
 import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -59,7 +60,41 @@ def _bad_cases(trained, tmp):
     a_file = os.path.join(tmp, "a_file")
     open(a_file, "w").close()
     out = f"--output_dir={os.path.join(tmp, 'out')}"
+    corrupt_best, wrong_arch, bad_settings, corrupt_ckpt = (os.path.join(tmp, n) for n in (
+        "corrupt_best", "wrong_arch", "bad_settings", "corrupt_ckpt"))
+    for d in (corrupt_best, wrong_arch, bad_settings, corrupt_ckpt):
+        if not os.path.exists(d):
+            shutil.copytree(trained, d)
+    with open(os.path.join(corrupt_best, "best", "weights.index"), "wb") as f:
+        f.write(b"\x00garbage" * 10)
+    for d, change in ((wrong_arch, {"architecture": "ntm_bfgs_v9"}), (bad_settings, {"layers": "abc"})):
+        record = json.load(open(os.path.join(d, "optimizer.json")))
+        record["optimizer"].update(change)
+        json.dump(record, open(os.path.join(d, "optimizer.json"), "w"))
+    for name in os.listdir(os.path.join(corrupt_ckpt, "checkpoints")):
+        if name.endswith(".index"):
+            with open(os.path.join(corrupt_ckpt, "checkpoints", name), "wb") as f:
+                f.write(b"not a checkpoint")
+    train = ["l2l_train", "--save_path=" + os.path.join(tmp, "fresh")]
     return {
+        "negative seed": (train + ["--seed=-1"], "seed"),
+        "zero learning rate": (train + ["--learning_rate=0"], "learning_rate"),
+        "zero clip norm": (train + ["--clip_norm=0"], "clip_norm"),
+        "zero output scale": (train + ["--output_scale=0"], "output_scale"),
+        "unknown preprocessing": (train + ["--preprocess=bogus"], "preprocess"),
+        "negative max update": (train + ["--max_update=-1"], "max_update"),
+        "zero unroll": (train + ["--unroll_length=0"], "unroll_length"),
+        "zero evaluation period": (train + ["--evaluation_period=0"], "evaluation_period"),
+        "zero skips": (train + ["--max_consecutive_skips=0"], "max_consecutive_skips"),
+        "non-numeric loss weights": (train + ["--loss_weights=1,x"], "loss_weights"),
+        "unknown mix activation": (train + ["--problem=mnist_mix", "--mix_activations=swish"], "mix_activations"),
+        "resume corrupt checkpoint": (["l2l_train", f"--save_path={corrupt_ckpt}", "--resume", *TINY_TRAIN],
+                                      "cannot resume"),
+        "zero grid density": (["l2l_evaluate", "--lr_grid_per_decade=0", out], "lr_grid_per_decade"),
+        "negative tuning problems": (["l2l_evaluate", "--num_tuning_problems=-1", out], "num_tuning_problems"),
+        "corrupt weights": (["l2l_evaluate", f"--path={corrupt_best}", out], "corrupt"),
+        "foreign architecture": (["l2l_evaluate", f"--path={wrong_arch}", out], "architecture"),
+        "invalid settings": (["l2l_evaluate", f"--path={bad_settings}", out], "invalid LSTM optimizer settings"),
         "unknown problem": (["l2l_train", "--problem=imagenet", "--save_path=x"], "problem"),
         "zero epochs": (["l2l_train", "--num_epochs=0", "--save_path=x"], "num_epochs"),
         "negative steps": (["l2l_train", "--num_steps=-5", "--save_path=x"], "num_steps"),
@@ -104,13 +139,25 @@ def bad_runs(trained, tmp_path_factory):
     return {name: (procs[name], cases[name][1]) for name in cases}
 
 
-@pytest.mark.parametrize("case", [
+BAD_CASES = [
+    "negative seed", "zero learning rate", "zero clip norm", "zero output scale", "unknown preprocessing",
+    "negative max update", "zero unroll", "zero evaluation period", "zero skips", "non-numeric loss weights",
+    "unknown mix activation", "resume corrupt checkpoint", "zero grid density", "negative tuning problems",
+    "corrupt weights", "foreign architecture", "invalid settings",
+
     "unknown problem", "zero epochs", "negative steps", "missing save_path", "steps not multiple of unroll",
     "bad layers", "bad loss weights", "save_path is a file", "existing run without resume",
     "resume other architecture", "positional argument", "missing path", "L2L without path", "not a trained dir",
     "zero problems", "inverted grid", "unknown optimizer", "missing output_dir", "missing data dir",
     "data dir without mnist", "bad hidden sizes", "unknown activation", "mnist flag on quadratic",
-    "corrupt data file"])
+    "corrupt data file"]
+
+
+def test_the_battery_covers_every_case(bad_runs):
+    assert sorted(BAD_CASES) == sorted(bad_runs) and len(BAD_CASES) >= 30
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_gives_a_one_line_error(bad_runs, case):
     proc, expected = bad_runs[case]
     assert proc.returncode != 0

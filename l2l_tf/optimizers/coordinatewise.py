@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Sequence
 
 import keras
@@ -32,12 +33,15 @@ class LSTMOptimizerConfig:
       preprocess: "log_sign" (the paper's log-magnitude/sign features) or "none".
       preprocess_p: p of the log/sign preprocessing (the paper: 10; DeepMind's code: 5).
       output_scale: the linear output is multiplied by this (the paper: 0.1; code: 0.01).
+      max_update: if > 0, every proposed coordinate update is clipped to [-max_update,
+        max_update]: a guard against explosive steps on out-of-distribution problems.
     """
 
     layers: tuple[int, ...] = (20, 20)
     preprocess: str = "log_sign"
     preprocess_p: float = 10.0
     output_scale: float = 0.1
+    max_update: float = 0.0
     architecture: str = ARCHITECTURE
 
     def __post_init__(self):
@@ -50,6 +54,8 @@ class LSTMOptimizerConfig:
             raise UserError(f"preprocess_p must be > 0, got {self.preprocess_p}")
         if not self.output_scale > 0:
             raise UserError(f"output_scale must be > 0, got {self.output_scale}")
+        if not (self.max_update >= 0 and math.isfinite(self.max_update)):
+            raise UserError(f"max_update must be >= 0 (0: no clipping), got {self.max_update}")
         if self.architecture != ARCHITECTURE:
             raise UserError(f"architecture {self.architecture!r} is not {ARCHITECTURE!r}")
 
@@ -64,7 +70,12 @@ class LSTMOptimizerConfig:
         unknown = set(d) - known
         if unknown:
             raise UserError(f"unknown LSTM optimizer settings {sorted(unknown)}")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise UserError(f"invalid LSTM optimizer settings {d}: {e}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -141,6 +152,8 @@ class CoordinatewiseLSTM(Optimizer):
         if len(self.config.layers) == 1:
             new_states = [new_states]
         step = self.config.output_scale * tf.reshape(self._output(out), [-1])
+        if self.config.max_update > 0:
+            step = tf.clip_by_value(step, -self.config.max_update, self.config.max_update)
         updates = [tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)]
         # Split the concatenated states back per parameter tensor.
         per_layer = [[_split(hc[k], sizes) for k in range(2)] for hc in new_states]
