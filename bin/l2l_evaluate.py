@@ -38,6 +38,8 @@ flags.DEFINE_float("lr_grid_max", 1.0, "Largest learning rate tried for baseline
 flags.DEFINE_integer("lr_grid_per_decade", 4, "Learning rates per factor of 10 in the grid.", lower_bound=1)
 flags.DEFINE_float("max_update", None, "Override the learned optimizer's update clipping (0: off).",
                    lower_bound=0.0)
+flags.DEFINE_enum("optimizer_architecture", None, ["lstm", "lstm_gac", "ntm_bfgs"],
+                  "If set, the optimizer at --path must be of this architecture.")
 cli.validate_flags_nonempty("output_dir")
 flags.register_validator("path", lambda p: p is None or os.path.isdir(p),
                          message="--path must be an existing trained optimizer directory")
@@ -60,6 +62,11 @@ def main(argv):
     learned = {}
     if FLAGS.optimizer in (LEARNED, "all") and FLAGS.path:
         learned[LEARNED] = saving.load_learned(FLAGS.path, max_update=FLAGS.max_update)
+        found = learned[LEARNED].config.architecture
+        wanted = {"lstm": "coordinatewise_lstm"}.get(FLAGS.optimizer_architecture, FLAGS.optimizer_architecture)
+        if wanted and found != wanted:
+            raise UserError(f"--path {FLAGS.path} holds a {found} optimizer, not --optimizer_architecture="
+                            f"{FLAGS.optimizer_architecture}")
     names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
     baselines = {name: make_hand_designed(name) for name in names}
     grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)

@@ -47,6 +47,11 @@ flags.DEFINE_string("lstm_layers", "20,20", "Units of each stacked LSTM layer.")
 flags.DEFINE_enum("preprocess", "log_sign", ["log_sign", "none"], "Gradient preprocessing.")
 flags.DEFINE_float("preprocess_p", 10.0, "p of the log/sign preprocessing.", lower_bound=1e-6)
 flags.DEFINE_float("output_scale", 0.1, "Scale of the LSTM's output.", lower_bound=1e-12)
+flags.DEFINE_enum("optimizer_architecture", "lstm", ["lstm", "lstm_gac", "ntm_bfgs"],
+                  "Learned optimizer: the coordinatewise LSTM, LSTM+GAC, or NTM-BFGS (paper's Appendix D).")
+flags.DEFINE_integer("num_gac", 5, "lstm_gac/ntm_bfgs: global averaging cells per layer.", lower_bound=1)
+flags.DEFINE_enum("memory", "lbfgs", ["lbfgs", "full"], "ntm_bfgs: last-k ring buffer (O(kn)) or dense (O(n^2)).")
+flags.DEFINE_integer("memory_slots", 10, "ntm_bfgs with --memory=lbfgs: k, the writes kept.", lower_bound=1)
 flags.DEFINE_float("max_update", 0.0, "Clip each proposed coordinate update to +-this (0: off).", lower_bound=0.0)
 flags.DEFINE_integer("max_consecutive_skips", 20, "Stop after this many non-finite meta-steps in a row.",
                      lower_bound=1)
@@ -72,13 +77,28 @@ def _stop_on_signals(trainer) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+ARCHITECTURE_NAMES = {"lstm": "coordinatewise_lstm", "lstm_gac": "lstm_gac", "ntm_bfgs": "ntm_bfgs"}
+
+
+def architecture_settings() -> dict:
+    """Config fields of the chosen architecture (GAC and memory settings only where they apply)."""
+    arch = ARCHITECTURE_NAMES[FLAGS.optimizer_architecture]
+    settings = {"architecture": arch}
+    if arch != "coordinatewise_lstm":
+        settings["num_gac"] = FLAGS.num_gac
+    if arch == "ntm_bfgs":
+        settings.update(memory=FLAGS.memory, memory_slots=FLAGS.memory_slots)
+    return settings
+
+
 def main(argv):
     del argv
     import keras
     import tensorflow as tf
 
     from l2l_tf.meta import MetaTrainConfig, MetaTrainer, TrainingInterrupted
-    from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
+    from l2l_tf.optimizers import LSTMOptimizerConfig
+    from l2l_tf.optimizers.coupled import make_learned_optimizer
 
     config = MetaTrainConfig(
         num_epochs=FLAGS.num_epochs, num_steps=FLAGS.num_steps, unroll_length=FLAGS.unroll_length,
@@ -90,7 +110,8 @@ def main(argv):
         max_consecutive_skips=FLAGS.max_consecutive_skips)
     opt_config = LSTMOptimizerConfig(layers=cli.parse_int_list(FLAGS.lstm_layers, "lstm_layers"),
                                      preprocess=FLAGS.preprocess, preprocess_p=FLAGS.preprocess_p,
-                                     output_scale=FLAGS.output_scale, max_update=FLAGS.max_update)
+                                     output_scale=FLAGS.output_scale, max_update=FLAGS.max_update,
+                                     **architecture_settings())
     save_path = FLAGS.save_path
     if os.path.exists(save_path) and not os.path.isdir(save_path):
         raise UserError(f"--save_path {save_path} exists and is not a directory")
@@ -103,7 +124,7 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
 
     family = problem_flags.family_from_flags(FLAGS.problem)
-    optimizer = CoordinatewiseLSTM(opt_config, seed=FLAGS.seed)
+    optimizer = make_learned_optimizer(opt_config, seed=FLAGS.seed)
     metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
         "problem", "hidden_sizes", "activation", "batch_size", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
         "loss_weights", "second_derivatives", "evaluation_period", "evaluation_epochs", "seed")}}

@@ -56,7 +56,7 @@ class _Runner:
 
     def __call__(self, problem: Problem, num_steps: int) -> tuple[np.ndarray, list]:
         """(loss curves [num_steps + 1, functions], final parameters)."""
-        params, state = problem.params, self.optimizer.init(problem.params)
+        params, state = problem.params, self.optimizer.init(problem.params, problem.num_functions)
         pieces, done = [], 0
         while done < num_steps:
             n = num_steps - done if problem.batch_fn is None else min(EVAL_CHUNK, num_steps - done)

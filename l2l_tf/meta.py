@@ -197,7 +197,7 @@ class MetaTrainer:
 
     def _run_epoch(self, epoch: int) -> EpochRecord:
         problem = self._train_problem(epoch)
-        params, state = problem.params, self.optimizer.init(problem.params)
+        params, state = problem.params, self.optimizer.init(problem.params, problem.num_functions)
         T = self.config.unroll_length
         meta_step = self._meta_step(problem.family or self.family)
         meta_losses, final, skipped = [], math.nan, 0

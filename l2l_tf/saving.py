@@ -95,11 +95,14 @@ def read_config(path: str) -> dict[str, Any]:
 
 
 def optimizer_from_config(record: dict[str, Any], seed: int | None = None, **overrides) -> CoordinatewiseLSTM:
+    from l2l_tf.optimizers.coupled import ARCHITECTURE_CLASSES, make_learned_optimizer
+
     settings = {**record["optimizer"], **{k: v for k, v in overrides.items() if v is not None}}
     architecture = settings.get("architecture", ARCHITECTURE)
-    if architecture != ARCHITECTURE:
-        raise UserError(f"optimizer architecture {architecture!r} is not supported by this version")
-    return CoordinatewiseLSTM(LSTMOptimizerConfig.from_dict(settings), seed=seed)
+    if architecture not in ARCHITECTURE_CLASSES:
+        raise UserError(f"optimizer architecture {architecture!r} is not supported by this version "
+                        f"(known: {sorted(ARCHITECTURE_CLASSES)})")
+    return make_learned_optimizer(LSTMOptimizerConfig.from_dict(settings), seed=seed)
 
 
 def load_learned(path: str, which: str = BEST_DIR, max_update: float | None = None) -> CoordinatewiseLSTM:

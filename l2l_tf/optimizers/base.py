@@ -2,7 +2,7 @@
 
 An optimizer is a pair of pure functions in the style of optax's `GradientTransformation`:
 
-    state = opt.init(params)
+    state = opt.init(params)                    # or opt.init(params, num_functions=F)
     updates, state = opt.update(grads, state, params)
     params = [p + u for p, u in zip(params, updates)]
 
@@ -35,8 +35,14 @@ class Optimizer(tf.Module, abc.ABC):
     label: str = "optimizer"
 
     @abc.abstractmethod
-    def init(self, params: Params) -> State:
-        """Returns the initial state for `params` (list of tensors)."""
+    def init(self, params: Params, num_functions: int = 1) -> State:
+        """Returns the initial state for `params` (list of tensors).
+
+        `num_functions` > 1 says that `params` hold that many independent functions along
+        their leading axis (a vectorized meta-batch); optimizers that share information
+        across coordinates must only share it within a function. Coordinatewise rules
+        ignore it.
+        """
 
     @abc.abstractmethod
     def update(self, grads: Params, state: State, params: Params) -> tuple[list[tf.Tensor], State]:

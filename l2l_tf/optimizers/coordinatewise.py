@@ -22,6 +22,9 @@ from l2l_tf.optimizers.base import Optimizer, Params
 from l2l_tf.optimizers.preprocessing import PREPROCESSORS, get_preprocessor
 
 ARCHITECTURE = "coordinatewise_lstm"
+#: Every architecture `LSTMOptimizerConfig` can describe (the coupled ones live in coupled.py).
+ARCHITECTURES = ("coordinatewise_lstm", "lstm_gac", "ntm_bfgs")
+MEMORY_KINDS = ("lbfgs", "full")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,13 @@ class LSTMOptimizerConfig:
       output_scale: the linear output is multiplied by this (the paper: 0.1; code: 0.01).
       max_update: if > 0, every proposed coordinate update is clipped to [-max_update,
         max_update]: a guard against explosive steps on out-of-distribution problems.
+      architecture: "coordinatewise_lstm" (the paper's main optimizer), "lstm_gac" (some cells
+        averaged over coordinates) or "ntm_bfgs" (LSTM+GAC controller with an outer-product
+        memory), the last two from the paper's Appendix D.
+      num_gac: lstm_gac/ntm_bfgs: cells per layer whose output is averaged over coordinates.
+      memory: ntm_bfgs: "lbfgs" (a ring buffer of the last `memory_slots` writes, O(k n)) or
+        "full" (the sum of all writes as a dense n x n matrix per function, O(n^2)).
+      memory_slots: ntm_bfgs with memory="lbfgs": k.
     """
 
     layers: tuple[int, ...] = (20, 20)
@@ -43,6 +53,9 @@ class LSTMOptimizerConfig:
     output_scale: float = 0.1
     max_update: float = 0.0
     architecture: str = ARCHITECTURE
+    num_gac: int = 0
+    memory: str = "lbfgs"
+    memory_slots: int = 10
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(u) for u in self.layers))
@@ -56,8 +69,18 @@ class LSTMOptimizerConfig:
             raise UserError(f"output_scale must be > 0, got {self.output_scale}")
         if not (self.max_update >= 0 and math.isfinite(self.max_update)):
             raise UserError(f"max_update must be >= 0 (0: no clipping), got {self.max_update}")
-        if self.architecture != ARCHITECTURE:
-            raise UserError(f"architecture {self.architecture!r} is not {ARCHITECTURE!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise UserError(f"unknown optimizer architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
+        coupled = self.architecture != ARCHITECTURE
+        if coupled and not 0 < self.num_gac <= min(self.layers):
+            raise UserError(f"{self.architecture} needs 0 < num_gac <= the smallest layer ({min(self.layers)}), "
+                            f"got {self.num_gac}")
+        if not coupled and self.num_gac:
+            raise UserError("num_gac applies to lstm_gac and ntm_bfgs only")
+        if self.memory not in MEMORY_KINDS:
+            raise UserError(f"unknown memory {self.memory!r}; expected one of {MEMORY_KINDS}")
+        if self.memory_slots < 1:
+            raise UserError(f"memory_slots must be >= 1, got {self.memory_slots}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -103,11 +126,16 @@ class CoordinatewiseLSTM(Optimizer):
 
     label = "L2L"
 
+    #: Extra per-coordinate inputs and outputs of the network beyond (gradient features, update).
+    extra_inputs: int = 0
+    extra_outputs: int = 0
+
     def __init__(self, config: LSTMOptimizerConfig | None = None, seed: int | None = None,
                  name: str = "coordinatewise_lstm"):
         super().__init__(name=name)
         self.config = config or LSTMOptimizerConfig()
         self._preprocess, num_features = get_preprocessor(self.config.preprocess)
+        num_features += self.extra_inputs
         init = lambda k: keras.initializers.GlorotUniform(seed=None if seed is None else seed + k)
         cells = [
             keras.layers.LSTMCell(
@@ -118,7 +146,7 @@ class CoordinatewiseLSTM(Optimizer):
         ]
         self._cell = keras.layers.StackedRNNCells(cells, name="stacked_lstm")
         self._cell.build((None, num_features))
-        self._output = keras.layers.Dense(1, kernel_initializer=init(100), name="output")
+        self._output = keras.layers.Dense(1 + self.extra_outputs, kernel_initializer=init(100), name="output")
         self._output.build((None, self.config.layers[-1]))
 
     @property
@@ -126,7 +154,8 @@ class CoordinatewiseLSTM(Optimizer):
         """phi: the LSTM and output weights (Keras variables), in a fixed order."""
         return list(self._cell.trainable_weights) + list(self._output.trainable_weights)
 
-    def init(self, params: Params) -> list:
+    def init(self, params: Params, num_functions: int = 1) -> list:
+        del num_functions  # coordinates never interact
         state = []
         for p in params:
             n = p.shape.num_elements()
@@ -134,31 +163,32 @@ class CoordinatewiseLSTM(Optimizer):
             state.append(tuple((tf.zeros([n, u]), tf.zeros([n, u])) for u in self.config.layers))
         return state
 
-    def _cell_states(self, layers_state):
-        return [list(hc) for hc in layers_state]
+    def _join_states(self, per_tensor: list, sizes: list) -> list:
+        """Per-tensor states -> one [N, units] (h, c) pair per layer for all coordinates."""
+        if len(sizes) == 1:
+            return [list(hc) for hc in per_tensor[0]]
+        return [[tf.concat([s[layer][k] for s in per_tensor], axis=0) for k in range(2)]
+                for layer in range(len(self.config.layers))]
+
+    def _split_states(self, layer_states: list, sizes: list) -> list:
+        """The inverse of `_join_states`."""
+        per_layer = [[_split(hc[k], sizes) for k in range(2)] for hc in layer_states]
+        return [tuple((per_layer[layer][0][i], per_layer[layer][1][i]) for layer in range(len(self.config.layers)))
+                for i in range(len(sizes))]
+
+    def _scale_and_clip(self, raw: tf.Tensor) -> tf.Tensor:
+        step = self.config.output_scale * raw
+        if self.config.max_update > 0:
+            step = tf.clip_by_value(step, -self.config.max_update, self.config.max_update)
+        return step
 
     def update(self, grads, state, params):
         del params  # The update depends on the gradient history only.
         g, sizes = _flatten(grads)
-        if len(sizes) == 1:
-            layer_states = self._cell_states(state[0])
-        else:
-            layer_states = [
-                [tf.concat([s[layer][k] for s in state], axis=0) for k in range(2)]
-                for layer in range(len(self.config.layers))
-            ]
         features = self._preprocess(g, self.config.preprocess_p)
-        out, new_states = self._cell(features, layer_states)
+        out, new_states = self._cell(features, self._join_states(state, sizes))
         if len(self.config.layers) == 1:
             new_states = [new_states]
-        step = self.config.output_scale * tf.reshape(self._output(out), [-1])
-        if self.config.max_update > 0:
-            step = tf.clip_by_value(step, -self.config.max_update, self.config.max_update)
+        step = self._scale_and_clip(tf.reshape(self._output(out), [-1]))
         updates = [tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)]
-        # Split the concatenated states back per parameter tensor.
-        per_layer = [[_split(hc[k], sizes) for k in range(2)] for hc in new_states]
-        next_state = [
-            tuple((per_layer[layer][0][i], per_layer[layer][1][i]) for layer in range(len(self.config.layers)))
-            for i in range(len(sizes))
-        ]
-        return updates, next_state
+        return updates, self._split_states(new_states, sizes)
