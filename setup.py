@@ -28,6 +28,6 @@ setup(
         "matplotlib",
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
-    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py"],
+    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_visualize.py"],
     license="Apache-2.0",
 )
