@@ -27,6 +27,6 @@ setup(
         "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
-    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py"],
+    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_export.py"],
     license="Apache-2.0",
 )
