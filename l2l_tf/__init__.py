@@ -1,16 +1,18 @@
 """l2l_tf: learning to learn by gradient descent by gradient descent, in TensorFlow 2 / Keras 3.
 
     from l2l_tf import optimizers, problems, meta, evaluation
-    from l2l_tf import load_optimizer   # use a trained optimizer
+    from l2l_tf import LearnedOptimizer, load_optimizer   # use a trained optimizer
 
-`load_optimizer` is imported on first access (module `__getattr__`): `import l2l_tf` stays
-free of TensorFlow, so the binaries can quiet TensorFlow's logging before it loads.
+`LearnedOptimizer` and `load_optimizer` are imported on first access (module `__getattr__`):
+`import l2l_tf` stays free of TensorFlow, so the binaries can quiet TensorFlow's logging
+before it loads. Accessing `l2l_tf.LearnedOptimizer` also registers it with Keras, which
+`keras.models.load_model` needs for models compiled with it.
 """
 from l2l_tf.version import __version__
 
-__all__ = ["__version__", "load_optimizer"]
+__all__ = ["__version__", "LearnedOptimizer", "load_optimizer"]
 
-_LAZY = {"load_optimizer": "l2l_tf.loading"}
+_LAZY = {"LearnedOptimizer": "l2l_tf.keras_optimizer", "load_optimizer": "l2l_tf.loading"}
 
 
 def __getattr__(name):

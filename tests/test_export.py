@@ -214,10 +214,13 @@ def bad_exports(tiny_export, tmp_path_factory):
 
 @pytest.mark.parametrize("case", list(BAD_EXPORTS))
 def test_foreign_or_corrupt_export_is_refused_in_one_line(bad_exports, case):
-    with pytest.raises(UserError) as info:
-        loading.load_optimizer(bad_exports[case])
-    message = str(info.value)
-    assert "\n" not in message and BAD_EXPORTS[case][1] in message, message
+    from l2l_tf import LearnedOptimizer
+
+    for load in (loading.load_optimizer, LearnedOptimizer):
+        with pytest.raises(UserError) as info:
+            load(bad_exports[case])
+        message = str(info.value)
+        assert "\n" not in message and BAD_EXPORTS[case][1] in message, message
 
 
 def test_binaries_export_evaluate_exports_and_report_bad_ones_in_one_line(tiny_trained, tiny_export, bad_exports,
