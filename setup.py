@@ -31,6 +31,6 @@ setup(
         "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
-    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_export.py"],
+    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_export.py", "bin/l2l_benchmark.py"],
     license="Apache-2.0",
 )
