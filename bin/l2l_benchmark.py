@@ -7,7 +7,8 @@ For each model size (MLPs 100 -> h -> 10 with about 1e4, 1e5, 1e6 parameters) an
 optimizer (`LearnedOptimizer`, `keras.optimizers.Adam`), one fresh process measures
   * the optimizer step alone: `optimizer.apply(grads, variables)` in a `tf.function`,
   * a whole training step: `model.train_on_batch` (forward, backward, optimizer step),
-as the median over --repeats repeats of --steps steps each, after --warmup steps, and
+as the median over --repeats repeats of --steps steps each, after --warmup steps, in wall
+time and in process CPU time (which other jobs on a shared machine barely affect), and
   * optimizer state bytes per parameter (exact: the optimizer's variables),
   * peak resident memory growth per parameter (the process's VmHWM after the timed steps
     minus its VmRSS before the optimizer existed; includes compiled-graph overheads, so it
@@ -79,18 +80,25 @@ def _proc_status(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _median_seconds_per_step(fn, sync) -> float:
+def _time_steps(fn, sync) -> dict:
+    """Wall and process-CPU milliseconds per step: the median and every repeat.
+
+    CPU time (all threads of this process) is what a step costs; wall time is what a user
+    waits, and on a shared machine it also counts the time other jobs held the cores.
+    """
     for _ in range(FLAGS.warmup):
         fn()
     sync()
-    per_step = []
+    wall, cpu = [], []
     for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(FLAGS.steps):
             fn()
         sync()
-        per_step.append((time.perf_counter() - start) / FLAGS.steps)
-    return statistics.median(per_step)
+        wall.append(1e3 * (time.perf_counter() - start) / FLAGS.steps)
+        cpu.append(1e3 * (time.process_time() - start_cpu) / FLAGS.steps)
+    return {"ms": statistics.median(wall), "cpu_ms": statistics.median(cpu),
+            "ms_repeats": [round(t, 3) for t in wall], "cpu_ms_repeats": [round(t, 3) for t in cpu]}
 
 
 def measure(params: int, which: str) -> dict:
@@ -122,15 +130,16 @@ def measure(params: int, which: str) -> dict:
     optimizer.build(variables)
     apply = tf.function(lambda: optimizer.apply(grads, variables))
     sync = lambda: optimizer.iterations.numpy()  # noqa: E731 - blocks until the steps have run
-    apply_s = _median_seconds_per_step(apply, sync)
+    apply_times = _time_steps(apply, sync)
 
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    train_s = _median_seconds_per_step(lambda: model.train_on_batch(x, y), sync)
+    train_times = _time_steps(lambda: model.train_on_batch(x, y), sync)
     peak = _proc_status("VmHWM")
     state_bytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in optimizer.variables)
-    return {"optimizer": which, "params": n, "hidden_units": h, "apply_ms": 1e3 * apply_s,
-            "train_step_ms": 1e3 * train_s, "state_bytes_per_param": state_bytes / n,
-            "peak_rss_growth_bytes_per_param": (peak - rss_before) / n}
+    return {"optimizer": which, "params": n, "hidden_units": h,
+            **{f"apply_{k}": v for k, v in apply_times.items()},
+            **{f"train_step_{k}": v for k, v in train_times.items()},
+            "state_bytes_per_param": state_bytes / n, "peak_rss_growth_bytes_per_param": (peak - rss_before) / n}
 
 
 def run_worker(params: int, which: str) -> dict:
@@ -146,11 +155,12 @@ def run_worker(params: int, which: str) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| parameters | optimizer | optimizer step (ms) | train step (ms) | state bytes/param | "
-             "peak RSS growth bytes/param |", "|---:|---|---:|---:|---:|---:|"]
+    lines = ["| parameters | optimizer | optimizer step: wall ms (CPU ms) | train step: wall ms (CPU ms) | "
+             "state bytes/param | peak RSS growth bytes/param |", "|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         name = "LearnedOptimizer" if r["optimizer"] == "learned" else "keras Adam"
-        lines.append(f"| {r['params']:,} | {name} | {r['apply_ms']:.2f} | {r['train_step_ms']:.2f} | "
+        lines.append(f"| {r['params']:,} | {name} | {r['apply_ms']:.2f} ({r['apply_cpu_ms']:.2f}) | "
+                     f"{r['train_step_ms']:.2f} ({r['train_step_cpu_ms']:.2f}) | "
                      f"{r['state_bytes_per_param']:.1f} | {r['peak_rss_growth_bytes_per_param']:.0f} |")
     return "\n".join(lines)
 
