@@ -59,6 +59,15 @@ def test_keras_steps_are_the_library_updates(tiny_trained, compiled):
             np.testing.assert_allclose(g, e, rtol=0, atol=1e-6, err_msg=f"step {t}")
 
 
+def test_an_export_and_its_training_directory_give_the_same_keras_steps(tiny_trained, tiny_export):
+    grads = grad_sequence(3)
+    from_export = LearnedOptimizer(tiny_export)
+    assert from_export.get_config()["provenance"]["kind"] == "export"
+    for a, b in zip(keras_deltas(LearnedOptimizer(tiny_trained), grads), keras_deltas(from_export, grads)):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_learning_rate_multiplies_the_update_and_phi_stays_fixed(tiny_trained):
     grads = grad_sequence(2)
     full = keras_deltas(LearnedOptimizer(tiny_trained), grads)
