@@ -17,6 +17,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["l2l_tf", "l2l_tf.*"]),
+    # Bundled pretrained optimizers (l2l_tf/pretrained/<name>/) are data, not packages; these
+    # patterns put them in wheels, MANIFEST.in in sdists (see l2l_tf/pretrained/README.md).
+    package_data={"l2l_tf": ["pretrained/README.md", "pretrained/*/optimizer.json", "pretrained/*/MODEL_CARD.md",
+                             "pretrained/*/best/weights.*"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3",
@@ -28,6 +32,7 @@ setup(
         "matplotlib",
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
-    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_visualize.py"],
+    scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_visualize.py", "bin/l2l_export.py",
+             "bin/l2l_benchmark.py"],
     license="Apache-2.0",
 )

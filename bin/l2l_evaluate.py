@@ -8,6 +8,7 @@ Writes results.json, loss_curves.png and report.md to --output_dir.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -16,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from absl import flags  # noqa: E402
 
-from l2l_tf import cli, problem_flags  # noqa: E402
+from l2l_tf import cli, pretrained, problem_flags  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 from l2l_tf.optimizers.hand_designed import HAND_DESIGNED  # noqa: E402
 from l2l_tf.problems import problem_names  # noqa: E402
@@ -26,7 +27,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family of the test problems.")
 flags.DEFINE_enum("optimizer", "all", [LEARNED, *HAND_DESIGNED, "all"],
                   "Optimizer to evaluate; 'all' = the learned one (if --path) and every baseline.")
-flags.DEFINE_string("path", None, "Trained optimizer directory (from l2l_train --save_path).")
+flags.DEFINE_string("path", None, "Trained optimizer: a directory from l2l_train --save_path, an export from "
+                    "l2l_export, or the name of a bundled pretrained optimizer.")
 flags.DEFINE_integer("num_steps", 100, "Optimization steps per test problem.", lower_bound=1)
 flags.DEFINE_integer("num_problems", 100, "Fresh test problems (the same for every optimizer).", lower_bound=1)
 flags.DEFINE_integer("num_tuning_problems", 0, "Validation problems for learning-rate tuning (0: --num_problems).",
@@ -41,8 +43,10 @@ flags.DEFINE_float("max_update", None, "Override the learned optimizer's update 
 flags.DEFINE_enum("optimizer_architecture", None, ["lstm", "lstm_gac", "ntm_bfgs"],
                   "If set, the optimizer at --path must be of this architecture.")
 cli.validate_flags_nonempty("output_dir")
-flags.register_validator("path", lambda p: p is None or os.path.isdir(p),
-                         message="--path must be an existing trained optimizer directory")
+flags.register_validator(
+    "path", lambda p: p is None or os.path.isdir(p) or pretrained.is_bundled(p),
+    message="--path must be a trained optimizer directory, an export directory or a bundled pretrained "
+            f"optimizer name (bundled: {', '.join(pretrained.available()) or 'none are installed'})")
 flags.register_multi_flags_validator(
     ["lr_grid_min", "lr_grid_max"], lambda f: f["lr_grid_min"] <= f["lr_grid_max"],
     message="--lr_grid_min must not exceed --lr_grid_max")
@@ -53,27 +57,33 @@ flags.register_multi_flags_validator(
 
 def main(argv):
     del argv
-    from l2l_tf import evaluation, plotting, report, saving
+    from l2l_tf import evaluation, loading, plotting, report
     from l2l_tf.optimizers import make_hand_designed
 
     if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
         raise UserError(f"--output_dir {FLAGS.output_dir} exists and is not a directory")
     family = problem_flags.family_from_flags(FLAGS.problem)
+    source = loading.resolve(FLAGS.path) if FLAGS.path else None
     learned = {}
-    if FLAGS.optimizer in (LEARNED, "all") and FLAGS.path:
-        learned[LEARNED] = saving.load_learned(FLAGS.path, max_update=FLAGS.max_update)
-        found = learned[LEARNED].config.architecture
+    if FLAGS.optimizer in (LEARNED, "all") and source:
+        optimizer = loading.load_optimizer(source.path)
+        if FLAGS.max_update is not None:  # read when the update is traced, so this takes effect
+            optimizer.config = dataclasses.replace(optimizer.config, max_update=FLAGS.max_update)
+        found = optimizer.config.architecture
         wanted = {"lstm": "coordinatewise_lstm"}.get(FLAGS.optimizer_architecture, FLAGS.optimizer_architecture)
         if wanted and found != wanted:
             raise UserError(f"--path {FLAGS.path} holds a {found} optimizer, not --optimizer_architecture="
                             f"{FLAGS.optimizer_architecture}")
+        learned[LEARNED] = optimizer
     names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
     baselines = {name: make_hand_designed(name) for name in names}
     grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
     results = evaluation.evaluate(family, learned, baselines, FLAGS.num_steps, FLAGS.num_problems, FLAGS.seed,
                                   grid, FLAGS.num_tuning_problems or None)
-    if FLAGS.path:
-        results["learned_optimizer_path"] = os.path.abspath(FLAGS.path)
+    if source:
+        results["learned_optimizer_path"] = source.path
+        if source.name:
+            results["learned_optimizer_bundled_name"] = source.name
     command = " ".join(shlex.quote(a) for a in ["python", "bin/l2l_evaluate.py", *sys.argv[1:]])
     results["command"] = command
     json_path = evaluation.write_results(results, FLAGS.output_dir)

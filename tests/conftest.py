@@ -15,3 +15,53 @@ def run_binary(name: str, *args: str, timeout: float = 300) -> subprocess.Comple
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, os.path.join(ROOT, "bin", f"{name}.py"), *args],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+# -- a tiny trained optimizer shared by the export, Keras wrapper, pretrained and README tests --
+
+import pytest  # noqa: E402
+
+#: Settings of the shared tiny optimizer: 40 epochs of 20-step quadratics, a few seconds.
+TINY_TRAINING = dict(num_epochs=40, num_steps=20, unroll_length=10, meta_batch_size=8,
+                     evaluation_period=20, evaluation_epochs=1, log_period=1000, seed=0)
+
+#: Prepended to code that must run without l2l_tf: any attempt to import it fails.
+BLOCK_L2L_TF = '''
+import sys
+class _NoL2L:
+    def find_spec(self, name, path=None, target=None):
+        if name == "l2l_tf" or name.startswith("l2l_tf."):
+            raise ImportError("l2l_tf must not be imported here")
+sys.meta_path.insert(0, _NoL2L())
+'''
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory) -> str:
+    """A trained optimizer directory (optimizer.json + best/) from a seconds-long meta-training."""
+    from l2l_tf.meta import MetaTrainConfig, MetaTrainer
+    from l2l_tf.optimizers import CoordinatewiseLSTM
+    from l2l_tf.problems import QuadraticFamily
+
+    path = str(tmp_path_factory.mktemp("tiny") / "quadratic")
+    MetaTrainer(QuadraticFamily(), CoordinatewiseLSTM(seed=0), MetaTrainConfig(**TINY_TRAINING), save_path=path,
+                metadata={"problem": QuadraticFamily().describe(), "train_flags": TINY_TRAINING}).train()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_trained, tmp_path_factory) -> str:
+    """The tiny optimizer exported as a SavedModel."""
+    from l2l_tf import export, loading
+
+    optimizer, info = loading.load_with_info(tiny_trained)
+    path = str(tmp_path_factory.mktemp("export") / "export")
+    export.export_optimizer(optimizer, path, training=info["training"], source=tiny_trained)
+    return path
+
+
+def run_python(code: str, cwd: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs Python code in a fresh interpreter (the test one) in `cwd`."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=cwd)
