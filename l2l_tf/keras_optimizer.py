@@ -128,6 +128,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
+        # Counts variable updates skipped because their gradient held a NaN/Inf.
+        self.non_finite_updates = self.add_variable((), name="non_finite_updates", initializer="zeros")
         self._lstm_states = []
         for variable in var_list:
             size = int(np.prod(variable.shape))
@@ -141,12 +143,17 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         layers = self._lstm_states[self._get_variable_index(variable)]
         gradient = tf.reshape(tf.cast(tf.convert_to_tensor(gradient), tf.float32), [-1])
+        # A NaN/Inf gradient must never reach the weights or the LSTM state: that variable's
+        # update is skipped (selected away, so this stays one graph under tf.function/XLA).
+        finite = tf.reduce_all(tf.math.is_finite(gradient))
+        gradient = tf.where(finite, gradient, tf.zeros_like(gradient))
         state = [tuple((tf.convert_to_tensor(h), tf.convert_to_tensor(c)) for h, c in layers)]
         (update,), (next_state,) = self._learned.update([gradient], state, None)
-        for (h_var, c_var), (h, c) in zip(layers, next_state):
-            self.assign(h_var, h)
-            self.assign(c_var, c)
-        step = tf.cast(learning_rate, tf.float32) * update
+        for (h_var, c_var), (h, c), (h_old, c_old) in zip(layers, next_state, state[0]):
+            self.assign(h_var, tf.where(finite, h, h_old))
+            self.assign(c_var, tf.where(finite, c, c_old))
+        self.assign_add(self.non_finite_updates, 1.0 - tf.cast(finite, tf.float32))
+        step = tf.where(finite, tf.cast(learning_rate, tf.float32) * update, tf.zeros_like(update))
         self.assign_add(variable, tf.reshape(step, tf.shape(variable)))
 
     def get_config(self) -> dict[str, Any]:

@@ -79,9 +79,10 @@ def test_learning_rate_multiplies_the_update_and_phi_stays_fixed(tiny_trained):
             np.testing.assert_allclose(d, 0.25 * f, rtol=1e-5, atol=1e-9)
     for before, after in zip(phi, damped_opt.learned_optimizer.meta_variables):
         np.testing.assert_array_equal(before, after.numpy())
-    # Optimizer variables: iterations, learning rate, then (h, c) per LSTM layer per model variable.
+    # Optimizer variables: iterations, learning rate, the non-finite counter, then (h, c) per
+    # LSTM layer per model variable.
     states = [v for v in damped_opt.variables if "_lstm_" in v.name]
-    assert len(damped_opt.variables) == 2 + len(states) and len(states) == 2 * 2 * len(SHAPES)
+    assert len(damped_opt.variables) == 3 + len(states) and len(states) == 2 * 2 * len(SHAPES)
     assert sorted(tuple(v.shape) for v in states) == sorted((int(np.prod(s)), 20) for s in SHAPES for _ in range(4))
 
 
@@ -194,3 +195,20 @@ def test_bad_sources_give_one_line_errors(tiny_trained, tmp_path):
     config["phi"] = config["phi"][:-1]
     with pytest.raises(UserError, match="7 tensors"):
         LearnedOptimizer.from_config(config)
+
+
+def test_a_non_finite_gradient_never_reaches_weights_or_state(tiny_trained):
+    """The bad variable's step is skipped and counted; the other variables update as usual,
+    and later steps continue exactly as if the bad step had not happened for that variable."""
+    grads = grad_sequence(3)
+    poisoned = [list(g) for g in grads]
+    poisoned[1][0] = np.full(SHAPES[0], np.nan, np.float32)
+    opt = LearnedOptimizer(tiny_trained)
+    got = keras_deltas(opt, poisoned)
+    assert all(np.all(np.isfinite(d)) for step in got for d in step)
+    np.testing.assert_array_equal(got[1][0], 0.0)
+    assert float(opt.non_finite_updates.numpy()) == 1.0
+    clean = keras_deltas(LearnedOptimizer(tiny_trained), [grads[0], grads[2]])
+    np.testing.assert_allclose(got[2][0], clean[1][0], rtol=0, atol=1e-6)  # variable 0 saw steps 0 and 2 only
+    np.testing.assert_allclose(got[1][1], keras_deltas(LearnedOptimizer(tiny_trained), grads[:2])[1][1],
+                               rtol=0, atol=1e-6)
