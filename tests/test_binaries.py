@@ -77,6 +77,12 @@ def _bad_cases(trained, tmp):
                 f.write(b"not a checkpoint")
     train = ["l2l_train", "--save_path=" + os.path.join(tmp, "fresh")]
     return {
+        "export without export_dir": (["l2l_export", f"--path={trained}"], "export_dir"),
+        "export missing path": (["l2l_export", "--path=/no/such/optimizer", f"--export_dir={tmp}/e"], "/no/such"),
+        "benchmark bad sizes": (["l2l_benchmark", "--sizes=abc", f"--output={tmp}/b.json"], "sizes"),
+        "benchmark zero repeats": (["l2l_benchmark", "--repeats=0", f"--output={tmp}/b.json"], "repeats"),
+        "visualize bad coordinates": (["l2l_visualize", f"--path={trained}", f"--output_dir={tmp}/v",
+                                       "--coordinates=a,b"], "coordinates"),
         "negative seed": (train + ["--seed=-1"], "seed"),
         "zero learning rate": (train + ["--learning_rate=0"], "learning_rate"),
         "zero clip norm": (train + ["--clip_norm=0"], "clip_norm"),
@@ -140,6 +146,8 @@ def bad_runs(trained, tmp_path_factory):
 
 
 BAD_CASES = [
+    "export without export_dir", "export missing path", "benchmark bad sizes", "benchmark zero repeats",
+    "visualize bad coordinates",
     "negative seed", "zero learning rate", "zero clip norm", "zero output scale", "unknown preprocessing",
     "negative max update", "zero unroll", "zero evaluation period", "zero skips", "non-numeric loss weights",
     "unknown mix activation", "resume corrupt checkpoint", "zero grid density", "negative tuning problems",
