@@ -118,7 +118,8 @@ def test_metadata_records_what_a_loader_needs(tiny_trained, tiny_export):
     (group,) = meta["groups"]
     assert group["name"] == meta["default_group"] == "default"
     assert group["optimizer"] == {"architecture": "coordinatewise_lstm", "layers": [20, 20], "preprocess": "log_sign",
-                                  "preprocess_p": 10.0, "output_scale": 0.1}
+                                  "preprocess_p": 10.0, "output_scale": 0.1, "max_update": 0.0, "num_gac": 0,
+                                  "memory": "lbfgs", "memory_slots": 10}
     assert group["signatures"] == {"init_state": ["init_state"], "step": ["step"]}
     assert [s["name"] for s in group["state"]] == ["lstm_0_h", "lstm_0_c", "lstm_1_h", "lstm_1_c"]
     assert group["num_meta_parameters"] == 5141
