@@ -82,6 +82,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(re
         # At most checkpoint_every epochs of work are lost.
         assert checkpoint_epoch(path) >= last_logged_epoch(err) - 3
     assert kills >= 1
+    print(f"\nSIGKILL fault injection: {kills} kills at random moments, each resumed")
     proc = start(path, "--resume")
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
