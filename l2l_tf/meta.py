@@ -241,7 +241,9 @@ class MetaTrainer:
         """Restores the latest checkpoint; returns the epoch to continue from (0 if none)."""
         if not self._manager or not self._manager.latest_checkpoint:
             return 0
-        saved = saving.read_config(self.save_path)["optimizer"]
+        # Normalized through the config class, so a run saved before a setting existed (which
+        # then had its default) still resumes.
+        saved = type(self.optimizer.config).from_dict(saving.read_config(self.save_path)["optimizer"]).to_dict()
         if saved != self.optimizer.config.to_dict():
             raise UserError(f"cannot resume {self.save_path}: it holds an optimizer with {saved}, "
                             f"but this run asks for {self.optimizer.config.to_dict()}")

@@ -64,6 +64,19 @@ def test_resume_refuses_another_architecture(tmp_path):
         MetaTrainer(family, other, cfg, save_path=str(tmp_path)).train(resume=True)
 
 
+def test_resume_accepts_a_run_saved_before_newer_settings_existed(tmp_path):
+    """optimizer.json from an older version lacks settings added since (at their defaults)."""
+    family = QuadraticFamily()
+    cfg = dict(evaluation_period=2, checkpoint_every=2, **SMALL)
+    MetaTrainer(family, CoordinatewiseLSTM(seed=0), MetaTrainConfig(num_epochs=2, **cfg), save_path=str(tmp_path)).train()
+    record = json.load(open(tmp_path / "optimizer.json"))
+    for newer in ("max_update", "num_gac", "memory", "memory_slots"):
+        record["optimizer"].pop(newer)
+    (tmp_path / "optimizer.json").write_text(json.dumps(record))
+    trainer = MetaTrainer(family, CoordinatewiseLSTM(seed=0), MetaTrainConfig(num_epochs=4, **cfg), save_path=str(tmp_path))
+    assert trainer.train(resume=True).epochs_run == 2
+
+
 def test_loading_checks_the_directory(tmp_path):
     with pytest.raises(UserError, match="not a trained optimizer"):
         saving.load_learned(str(tmp_path))
