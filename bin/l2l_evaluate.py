@@ -42,7 +42,28 @@ flags.DEFINE_float("max_update", None, "Override the learned optimizer's update 
                    lower_bound=0.0)
 flags.DEFINE_enum("optimizer_architecture", None, ["lstm", "lstm_gac", "ntm_bfgs"],
                   "If set, the optimizer at --path must be of this architecture.")
+flags.DEFINE_list("compare", [], "More trained optimizers on the same test problems, as NAME=PATH pairs "
+                  "(comma-separated); each is reported as L2L-NAME beside L2L and the baselines.")
 cli.validate_flags_nonempty("output_dir")
+
+
+def _parse_compare(items: list[str]) -> dict[str, str] | None:
+    """{name: path} from NAME=PATH items, or None if any is malformed, repeated or missing."""
+    pairs = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path or name in pairs:
+            return None
+        if not (os.path.isdir(path) or pretrained.is_bundled(path)):
+            return None
+        pairs[name] = path
+    return pairs
+
+
+flags.register_validator(
+    "compare", lambda items: _parse_compare(items) is not None,
+    message="--compare takes NAME=PATH pairs with distinct names, each PATH a trained optimizer directory, "
+            "an export directory or a bundled name")
 flags.register_validator(
     "path", lambda p: p is None or os.path.isdir(p) or pretrained.is_bundled(p),
     message="--path must be a trained optimizer directory, an export directory or a bundled pretrained "
@@ -65,21 +86,31 @@ def main(argv):
     family = problem_flags.family_from_flags(FLAGS.problem)
     source = loading.resolve(FLAGS.path) if FLAGS.path else None
     learned = {}
-    if FLAGS.optimizer in (LEARNED, "all") and source:
-        optimizer = loading.load_optimizer(source.path)
+
+    def load(path: str):
+        optimizer = loading.load_optimizer(path)
         if FLAGS.max_update is not None:  # read when the update is traced, so this takes effect
             optimizer.config = dataclasses.replace(optimizer.config, max_update=FLAGS.max_update)
+        return optimizer
+
+    if FLAGS.optimizer in (LEARNED, "all") and source:
+        optimizer = load(source.path)
         found = optimizer.config.architecture
         wanted = {"lstm": "coordinatewise_lstm"}.get(FLAGS.optimizer_architecture, FLAGS.optimizer_architecture)
         if wanted and found != wanted:
             raise UserError(f"--path {FLAGS.path} holds a {found} optimizer, not --optimizer_architecture="
                             f"{FLAGS.optimizer_architecture}")
         learned[LEARNED] = optimizer
+    compared = _parse_compare(FLAGS.compare)
+    for name, path in compared.items():
+        learned[f"{LEARNED}-{name}"] = load(loading.resolve(path).path)
     names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
     baselines = {name: make_hand_designed(name) for name in names}
     grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
     results = evaluation.evaluate(family, learned, baselines, FLAGS.num_steps, FLAGS.num_problems, FLAGS.seed,
                                   grid, FLAGS.num_tuning_problems or None)
+    if compared:
+        results["compared_optimizer_paths"] = {f"{LEARNED}-{n}": loading.resolve(p).path for n, p in compared.items()}
     if source:
         results["learned_optimizer_path"] = source.path
         if source.name:

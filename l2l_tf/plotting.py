@@ -25,7 +25,8 @@ def plot_loss_curves(results: dict, path: str, title: str | None = None) -> str:
     for name, entry in results["optimizers"].items():
         curve = np.array([np.nan if v is None else v for v in entry["loss_mean_per_step"]], dtype=float)
         label = name if entry.get("learning_rate") is None else f"{name} (lr {entry['learning_rate']:.2g})"
-        ax.plot(np.arange(len(curve)), curve, label=label, **STYLES.get(name, {}))
+        style = STYLES.get(name, dict(linewidth=1.6) if name.startswith("L2L") else {})  # compared: solid
+        ax.plot(np.arange(len(curve)), curve, label=label, **style)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(f"mean loss over {results['num_problems']} test problems")

@@ -43,6 +43,19 @@ def test_evaluate_all_writes_results_plot_and_report(trained, tmp_path):
     assert "report:" in proc.stdout and os.path.exists(os.path.join(out, "report.md"))
 
 
+def test_evaluate_compares_several_learned_optimizers_on_the_same_problems(trained, tmp_path):
+    out = str(tmp_path / "compare")
+    proc = run_binary("l2l_evaluate", f"--path={trained}", "--optimizer=L2L", f"--compare=again={trained},paper=quadratic",
+                      "--num_steps=20", "--num_problems=4", f"--output_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert set(results["optimizers"]) == {"L2L", "L2L-again", "L2L-paper"}
+    same, again = results["optimizers"]["L2L"], results["optimizers"]["L2L-again"]
+    assert same["loss_mean_per_step"] == again["loss_mean_per_step"]  # same weights, same problems
+    assert results["optimizers"]["L2L-paper"]["final_loss_mean"] != same["final_loss_mean"]
+    assert set(results["compared_optimizer_paths"]) == {"L2L-again", "L2L-paper"}
+
+
 def test_evaluate_mnist_reports_test_accuracy(tmp_path):
     out = str(tmp_path / "mnist_eval")
     proc = run_binary("l2l_evaluate", "--problem=mnist", f"--data_dir={FIXTURE}", "--optimizer=adam",
@@ -121,6 +134,9 @@ def _bad_cases(trained, tmp):
         "zero problems": (["l2l_evaluate", "--num_problems=0", out], "num_problems"),
         "inverted grid": (["l2l_evaluate", "--lr_grid_min=1", "--lr_grid_max=0.1", out], "lr_grid_min"),
         "unknown optimizer": (["l2l_evaluate", "--optimizer=lbfgs", out], "optimizer"),
+        "compare without a name": (["l2l_evaluate", f"--compare={trained}", out], "--compare"),
+        "compare missing path": (["l2l_evaluate", "--compare=x=/no/such/dir", out], "--compare"),
+        "compare repeated name": (["l2l_evaluate", f"--compare=x={trained},x={trained}", out], "--compare"),
         "missing output_dir": (["l2l_evaluate"], "output_dir"),
         "missing data dir": (["l2l_train", "--problem=mnist", "--data_dir=/no/such/data", "--save_path=x"],
                              "data_dir"),
