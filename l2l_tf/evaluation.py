@@ -89,6 +89,7 @@ def run_trajectories(family: ProblemFamily, optimizer: Optimizer, problems: Iter
     for problem in problems:
         owner = problem.family or family
         losses, params = _runner(owner, optimizer)(problem, num_steps)
+        problem.release()
         curves.append(losses)
         if metrics is not None:
             for name, value in owner.metrics(params, problem).items():

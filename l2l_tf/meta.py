@@ -217,6 +217,7 @@ class MetaTrainer:
             self._apply(grads)
             meta_losses.append(float(meta_loss))
             final = float(tf.reduce_mean(losses[-1]))
+        problem.release()
         return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan, final, skipped)
 
     def validate(self) -> float:

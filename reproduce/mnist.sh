@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
-# The paper's MNIST experiments (Figures 5 and 6) and the mixture recipe; writes reports under OUT.
-# Usage: reproduce/mnist.sh DATA_DIR [OUT] [EPOCHS]   (DATA_DIR holds mnist.npz; OUT=runs/mnist, EPOCHS=1000)
+# The paper's MNIST experiments (Figures 4-6), the mixture recipe and the Appendix D variants on MNIST.
+# Usage: reproduce/mnist.sh DATA_DIR [OUT]   (DATA_DIR holds mnist.npz; OUT=runs/mnist)
+# Every evaluation runs all trained optimizers (--compare) and the tuned baselines on the same
+# 100 fresh test problems; baselines are tuned on 20 validation problems over 1e-3..10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:?give the folder holding mnist.npz}
 OUT=${2:-runs/mnist}
-EPOCHS=${3:-1000}
 PY=${PYTHON:-python}
-TRAIN=(--problem=mnist --data_dir="$DATA" --num_epochs="$EPOCHS" --evaluation_period=50 --evaluation_epochs=10
-       --checkpoint_every=50)
-EVAL=(--problem=mnist --data_dir="$DATA" --optimizer=all --num_problems=20)
-# The paper's settings (p = 10, output x0.1) and DeepMind's released code's (k = 5, output x0.01).
-$PY bin/l2l_train.py "${TRAIN[@]}" --save_path="$OUT/paper"
-$PY bin/l2l_train.py "${TRAIN[@]}" --save_path="$OUT/code" --preprocess_p=5 --output_scale=0.01
-# Beyond the paper: one optimizer trained on a mixture of widths, depths, activations and loss scales.
-$PY bin/l2l_train.py "${TRAIN[@]/--problem=mnist/--problem=mnist_mix}" --evaluation_epochs=12 --save_path="$OUT/mix"
-for run in paper code mix; do
-  $PY bin/l2l_evaluate.py "${EVAL[@]}" --path="$OUT/$run" --output_dir="$OUT/$run/eval_default"
+TRAIN=(--data_dir="$DATA" --evaluation_period=50 --evaluation_epochs=10 --checkpoint_every=50)
+CODE=(--preprocess_p=5 --output_scale=0.01)  # DeepMind's released code's k = 5 and output x0.01
+# The optimizer of every generalization experiment: DeepMind code's settings, 1000 epochs.
+$PY bin/l2l_train.py --problem=mnist "${TRAIN[@]}" "${CODE[@]}" --num_epochs=1000 --save_path="$OUT/code"
+# The paper's settings (p = 10, output x0.1), for the comparison of the two.
+$PY bin/l2l_train.py --problem=mnist "${TRAIN[@]}" --num_epochs=1000 --save_path="$OUT/paper"
+# Beyond the paper: one optimizer for a mixture of widths, depths, activations and loss scales.
+$PY bin/l2l_train.py --problem=mnist_mix "${TRAIN[@]}" "${CODE[@]}" --evaluation_epochs=12 --num_epochs=1000 \
+    --save_path="$OUT/mix"
+# Appendix D on MNIST: optimizers that share information across coordinates.
+for arch in lstm_gac ntm_bfgs; do
+  $PY bin/l2l_train.py --problem=mnist "${TRAIN[@]}" "${CODE[@]}" --optimizer_architecture=$arch --num_epochs=500 \
+      --save_path="$OUT/$arch"
 done
-for run in paper mix; do
-  $PY bin/l2l_evaluate.py "${EVAL[@]}" --path="$OUT/$run" --num_steps=200 --output_dir="$OUT/$run/eval_200_steps"
-  $PY bin/l2l_evaluate.py "${EVAL[@]}" --path="$OUT/$run" --hidden_sizes=40 --output_dir="$OUT/$run/eval_40_units"
-  $PY bin/l2l_evaluate.py "${EVAL[@]}" --path="$OUT/$run" --hidden_sizes=20,20 --output_dir="$OUT/$run/eval_2_layers"
-  $PY bin/l2l_evaluate.py "${EVAL[@]}" --path="$OUT/$run" --activation=relu --output_dir="$OUT/$run/eval_relu"
+EVAL=(--problem=mnist --data_dir="$DATA" --optimizer=all --num_problems=100 --num_tuning_problems=20
+      --lr_grid_min=1e-3 --lr_grid_max=10 --path="$OUT/code")
+$PY bin/l2l_evaluate.py "${EVAL[@]}" --compare="paper=$OUT/paper,mix=$OUT/mix,gac=$OUT/lstm_gac,ntm=$OUT/ntm_bfgs" \
+    --output_dir="$OUT/eval_default"
+VARIANTS=("--num_steps=200 200_steps" "--hidden_sizes=40 40_units" "--hidden_sizes=20,20 2_layers"
+          "--activation=relu relu")
+for v in "${VARIANTS[@]}"; do
+  set -- $v
+  $PY bin/l2l_evaluate.py "${EVAL[@]}" "$1" --compare="mix=$OUT/mix" --output_dir="$OUT/eval_$2"
 done

@@ -71,6 +71,23 @@ def test_fresh_initializations_and_seeded_batches(family):
         a.batches(10, 1)
 
 
+def test_batch_streams_start_lazily_and_are_released_after_their_trajectory(family):
+    """Evaluation holds many sampled problems; each keeps no tf.data iterator until it runs,
+    and none after, and the batches are those of a stream read straight through."""
+    problems = evaluation.sample_problems(family, "test", 0, 3)
+    assert all(p.batch_fn._iterator is None for p in problems)
+    first = family.sample("test", 0, [0]).batches(0, 11)[0].numpy()
+    curves = evaluation.run_trajectories(family, SGD(0.1), problems, 10)
+    assert curves.shape == (11, 3) and np.all(np.isfinite(curves))
+    assert all(p.batch_fn._closed and p.batch_fn._iterator is None for p in problems)
+    with pytest.raises(ValueError, match="closed"):
+        problems[0].batches(11, 1)
+    again = family.sample("test", 0, [0])
+    x0 = tf.constant(first[0])
+    loss_direct = float(family.loss(again.params, again.data, (x0, again.batches(0, 1)[1][0]))[0])
+    assert loss_direct == pytest.approx(float(curves[0, 0]), rel=1e-5)  # step 0 scored on the stream's first batch
+
+
 def test_variants_and_accuracy_metric(family):
     deep = MNISTFamily(hidden_sizes=(40, 20), activation="relu", data_dir=FIXTURE)
     assert [tuple(p.shape) for p in deep.sample("test", 0, [0]).params] == [

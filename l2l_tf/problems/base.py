@@ -57,6 +57,12 @@ class Problem:
     def batches(self, start: int, count: int) -> Any:
         return () if self.batch_fn is None else self.batch_fn(start, count)
 
+    def release(self) -> None:
+        """Frees the batch stream's resources (e.g. a tf.data iterator) once the trajectory is done."""
+        close = getattr(self.batch_fn, "close", None)
+        if close is not None:
+            close()
+
 
 class ProblemFamily(abc.ABC):
     """A distribution over optimization problems with a shared loss structure."""

@@ -61,12 +61,33 @@ class _BatchStream:
     Truncations overlap by one step (the batch that scores theta_T of one unroll is the
     batch of step T of the next), so the last batch is cached; anything else must be asked
     for in order, which keeps streams reproducible (a resumed run rebuilds the same stream).
+
+    The pipeline is built on first use and dropped by `close()`: an evaluation samples
+    hundreds of problems up front, and holding a live iterator (with its prefetch thread) for
+    each of them at once, then destroying them together, is what once hung evaluation inside
+    tf.data's iterator destructor. tf.data's autotuning is off for these short-lived streams
+    for the same reason (it starts a model thread per iterator); fixed prefetching remains.
     """
 
-    def __init__(self, dataset: tf.data.Dataset):
-        self._iterator = iter(dataset)
+    def __init__(self, make_dataset: Callable[[], tf.data.Dataset]):
+        self._make_dataset = make_dataset
+        self._iterator = None
+        self._closed = False
         self._next = 0
         self._last: tuple[int, Any] | None = None
+
+    def _iter(self):
+        if self._closed:
+            raise ValueError("this problem's batch stream was closed after its trajectory")
+        if self._iterator is None:
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            self._iterator = iter(self._make_dataset().with_options(options))
+        return self._iterator
+
+    def close(self) -> None:
+        """Releases the iterator; the stream cannot be read again."""
+        self._iterator, self._closed, self._last = None, True, None
 
     def __call__(self, start: int, count: int) -> Any:
         batches = []
@@ -76,7 +97,7 @@ class _BatchStream:
                 continue
             if t != self._next:
                 raise ValueError(f"batches must be read in order: asked for step {t}, next is {self._next}")
-            batch = next(self._iterator)
+            batch = next(self._iter())
             self._next += 1
             self._last = (t, batch)
             batches.append(batch)
@@ -139,7 +160,7 @@ class KerasProblem(ProblemFamily):
         rng = function_rng(split, seed, indices[0], self.name)
         init_seed, data_seed = (int(s) for s in rng.integers(0, 2**31 - 1, size=2))
         trainable, non_trainable = fresh_weights(self.model, init_seed)
-        stream = _BatchStream(self._dataset_fn(data_seed))
+        stream = _BatchStream(lambda: self._dataset_fn(data_seed))
         return Problem(params=trainable, data=tuple(non_trainable), num_functions=1, batch_fn=stream)
 
     def loss(self, params, data, batch):
