@@ -30,5 +30,12 @@ VARIANTS=("--num_steps=200 200_steps" "--hidden_sizes=40 40_units" "--hidden_siz
           "--activation=relu relu")
 for v in "${VARIANTS[@]}"; do
   set -- $v
-  $PY bin/l2l_evaluate.py "${EVAL[@]}" "$1" --compare="mix=$OUT/mix" --output_dir="$OUT/eval_$2"
+  $PY bin/l2l_evaluate.py "${EVAL[@]}" "$1" --compare="paper=$OUT/paper,mix=$OUT/mix" \
+      --output_dir="$OUT/eval_$2"
+done
+# A longer training horizon (the same optimizee-step budget), evaluated at 100 and 200 steps.
+$PY bin/l2l_train.py --problem=mnist "${TRAIN[@]}" "${CODE[@]}" --num_steps=200 --num_epochs=500 --save_path="$OUT/code200"
+for n in 100 200; do
+  $PY bin/l2l_evaluate.py --problem=mnist --data_dir="$DATA" --optimizer=L2L --num_problems=100 --num_steps=$n \
+      --path="$OUT/code200" --output_dir="$OUT/eval_code200_$n"
 done
