@@ -173,6 +173,7 @@ BAD_CASES = [
     "bad layers", "bad loss weights", "save_path is a file", "existing run without resume",
     "resume other architecture", "positional argument", "missing path", "L2L without path", "not a trained dir",
     "zero problems", "inverted grid", "unknown optimizer", "missing output_dir", "missing data dir",
+    "compare without a name", "compare missing path", "compare repeated name",
     "data dir without mnist", "bad hidden sizes", "unknown activation", "mnist flag on quadratic",
     "corrupt data file"]
 
