@@ -18,14 +18,22 @@ STYLES = {
     "adam": dict(color="tab:green", linestyle="--"),
 }
 
+#: Colours of further learned optimizers, none shared with STYLES.
+COMPARED_COLORS = ("black", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
 
 def plot_loss_curves(results: dict, path: str, title: str | None = None) -> str:
     """Plots `loss_mean_per_step` of every optimizer in a results dict; returns the PNG path."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    extra = 0
     for name, entry in results["optimizers"].items():
         curve = np.array([np.nan if v is None else v for v in entry["loss_mean_per_step"]], dtype=float)
         label = name if entry.get("learning_rate") is None else f"{name} (lr {entry['learning_rate']:.2g})"
-        style = STYLES.get(name, dict(linewidth=1.6) if name.startswith("L2L") else {})  # compared: solid
+        if name in STYLES:
+            style = STYLES[name]
+        else:  # further learned optimizers (l2l_evaluate --compare): solid, in colours no baseline uses
+            style = dict(color=COMPARED_COLORS[extra % len(COMPARED_COLORS)], linewidth=1.6)
+            extra += 1
         ax.plot(np.arange(len(curve)), curve, label=label, **style)
     ax.set_yscale("log")
     ax.set_xlabel("step")
