@@ -17,6 +17,20 @@ def run_binary(name: str, *args: str, timeout: float = 300) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
+def trajectory_updates(optimizer, grads_seq, shapes) -> list:
+    """The updates an optimizer (library interface) proposes for a sequence of gradients, per step
+    a list of arrays, with parameters of `shapes` at zero (the update rules here ignore them)."""
+    import tensorflow as tf
+
+    params = [tf.zeros(s) for s in shapes]
+    state = optimizer.init(params)
+    out = []
+    for grads in grads_seq:
+        updates, state = optimizer.update([tf.constant(g) for g in grads], state, params)
+        out.append([u.numpy() for u in updates])
+    return out
+
+
 # -- a tiny trained optimizer shared by the export, Keras wrapper, pretrained and README tests --
 
 import pytest  # noqa: E402

@@ -3,19 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import trajectory_updates
 from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
 
 RNG = np.random.default_rng(1)
-
-
-def trajectory_updates(opt, grads_seq, shapes):
-    params = [tf.zeros(s) for s in shapes]
-    state = opt.init(params)
-    out = []
-    for grads in grads_seq:
-        updates, state = opt.update([tf.constant(g) for g in grads], state, params)
-        out.append([u.numpy() for u in updates])
-    return out
 
 
 def test_handles_several_tensors_of_any_shape():

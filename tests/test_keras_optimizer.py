@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT
+from conftest import ROOT, trajectory_updates
 from l2l_tf import LearnedOptimizer, loading
 from l2l_tf.errors import UserError
 
@@ -39,20 +39,10 @@ def keras_deltas(optimizer, grads_seq, compiled=True):
     return deltas
 
 
-def library_updates(optimizer, grads_seq):
-    params = [tf.zeros(s) for s in SHAPES]
-    state = optimizer.init(params)
-    out = []
-    for grads in grads_seq:
-        updates, state = optimizer.update([tf.constant(g) for g in grads], state, params)
-        out.append([u.numpy() for u in updates])
-    return out
-
-
 @pytest.mark.parametrize("compiled", [True, False])
 def test_keras_steps_are_the_library_updates(tiny_trained, compiled):
     grads = grad_sequence()
-    expected = library_updates(loading.load_optimizer(tiny_trained), grads)
+    expected = trajectory_updates(loading.load_optimizer(tiny_trained), grads, SHAPES)
     got = keras_deltas(LearnedOptimizer(tiny_trained), grads, compiled)
     for t in range(len(grads)):
         for e, g in zip(expected[t], got[t]):
@@ -171,7 +161,7 @@ def test_saved_model_keeps_the_optimizer_state_even_without_the_source(tiny_trai
 
 def test_mixed_precision_keeps_the_learned_rule_in_float32(tiny_trained):
     grads = grad_sequence(2)
-    expected = library_updates(loading.load_optimizer(tiny_trained), grads)
+    expected = trajectory_updates(loading.load_optimizer(tiny_trained), grads, SHAPES)
     keras.config.set_dtype_policy("mixed_float16")
     try:
         opt = LearnedOptimizer(tiny_trained)
