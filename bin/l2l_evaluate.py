@@ -47,14 +47,17 @@ flags.DEFINE_list("compare", [], "More trained optimizers on the same test probl
 cli.validate_flags_nonempty("output_dir")
 
 
+def _is_optimizer_location(path: str) -> bool:
+    """What --path and --compare accept: a directory (trained run or export) or a bundled name."""
+    return os.path.isdir(path) or pretrained.is_bundled(path)
+
+
 def _parse_compare(items: list[str]) -> dict[str, str] | None:
     """{name: path} from NAME=PATH items, or None if any is malformed, repeated or missing."""
     pairs = {}
     for item in items:
         name, sep, path = item.partition("=")
-        if not sep or not name or not path or name in pairs:
-            return None
-        if not (os.path.isdir(path) or pretrained.is_bundled(path)):
+        if not sep or not name or name in pairs or not path or not _is_optimizer_location(path):
             return None
         pairs[name] = path
     return pairs
@@ -65,7 +68,7 @@ flags.register_validator(
     message="--compare takes NAME=PATH pairs with distinct names, each PATH a trained optimizer directory, "
             "an export directory or a bundled name")
 flags.register_validator(
-    "path", lambda p: p is None or os.path.isdir(p) or pretrained.is_bundled(p),
+    "path", lambda p: p is None or _is_optimizer_location(p),
     message="--path must be a trained optimizer directory, an export directory or a bundled pretrained "
             f"optimizer name (bundled: {', '.join(pretrained.available()) or 'none are installed'})")
 flags.register_multi_flags_validator(
@@ -101,16 +104,16 @@ def main(argv):
             raise UserError(f"--path {FLAGS.path} holds a {found} optimizer, not --optimizer_architecture="
                             f"{FLAGS.optimizer_architecture}")
         learned[LEARNED] = optimizer
-    compared = _parse_compare(FLAGS.compare)
-    for name, path in compared.items():
-        learned[f"{LEARNED}-{name}"] = load(loading.resolve(path).path)
+    compared = {f"{LEARNED}-{name}": loading.resolve(path) for name, path in _parse_compare(FLAGS.compare).items()}
+    for name, compared_source in compared.items():
+        learned[name] = load(compared_source.path)
     names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
     baselines = {name: make_hand_designed(name) for name in names}
     grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
     results = evaluation.evaluate(family, learned, baselines, FLAGS.num_steps, FLAGS.num_problems, FLAGS.seed,
                                   grid, FLAGS.num_tuning_problems or None)
     if compared:
-        results["compared_optimizer_paths"] = {f"{LEARNED}-{n}": loading.resolve(p).path for n, p in compared.items()}
+        results["compared_optimizer_paths"] = {name: src.path for name, src in compared.items()}
     if source:
         results["learned_optimizer_path"] = source.path
         if source.name:
