@@ -93,7 +93,10 @@ def main(argv):
     def load(path: str):
         optimizer = loading.load_optimizer(path)
         if FLAGS.max_update is not None:  # read when the update is traced, so this takes effect
-            optimizer.config = dataclasses.replace(optimizer.config, max_update=FLAGS.max_update)
+            for part in [optimizer, *getattr(optimizer, "optimizers", {}).values()]:  # a grouped one's LSTMs too
+                part.config = (part.config.replace_settings(max_update=FLAGS.max_update)
+                               if hasattr(part.config, "replace_settings")
+                               else dataclasses.replace(part.config, max_update=FLAGS.max_update))
         return optimizer
 
     if FLAGS.optimizer in (LEARNED, "all") and source:

@@ -3,7 +3,9 @@
 Where a dataset comes from, in order:
 1. `data_dir` (a flag) or the `L2L_DATA_DIR` environment variable, which may be
    * a Keras-layout `.npz` file (`mnist.npz`: x_train (N,28,28) uint8, y_train, x_test, y_test),
-   * a folder holding such a file (`DIR/mnist.npz`), or
+   * a folder holding such a file (`DIR/mnist.npz`, `DIR/cifar10.npz`: x (N,32,32,3) uint8),
+   * for CIFAR-10, the official python release (`DIR/cifar-10-batches-py/`, or that folder
+     itself: pickled `data_batch_1..5` and `test_batch`), or
    * a prepared tensorflow-datasets data dir (`DIR/mnist/<version>/`, as `tfds.load(data_dir=DIR)`
      writes it);
 2. `tfds.load(name)` with its default data dir, which downloads when the network allows.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 
 import numpy as np
 
@@ -25,7 +28,10 @@ ENV_VAR = "L2L_DATA_DIR"
 #: name -> (image shape, number of classes, keras npz file name)
 SPECS = {
     "mnist": ((28, 28), 10, "mnist.npz"),
+    "cifar10": ((32, 32, 3), 10, "cifar10.npz"),
 }
+#: The folder of the official CIFAR-10 python release.
+CIFAR_BATCHES_DIR = "cifar-10-batches-py"
 
 
 @dataclasses.dataclass
@@ -84,6 +90,45 @@ def _load_npz(name: str, path: str) -> ImageDataset:
     return _check(name, arrays, path)
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a data file must never run code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch file")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+    if data.ndim != 2 or data.shape[1] != 32 * 32 * 3:
+        raise UserError(f"{path}: data has shape {data.shape}; expected (N, 3072)")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # stored channels-first
+
+
+def _load_cifar_batches(folder: str) -> ImageDataset:
+    """The official python release: data_batch_1..5 (train) and test_batch, in that order."""
+    train_files = [os.path.join(folder, f"data_batch_{i}") for i in range(1, 6)]
+    test_file = os.path.join(folder, "test_batch")
+    missing = [f for f in [*train_files, test_file] if not os.path.isfile(f)]
+    if missing:
+        raise UserError(f"{folder}: missing CIFAR-10 batch files {[os.path.basename(f) for f in missing]}")
+    train = [_read_cifar_batch(f) for f in train_files]
+    x_test, y_test = _read_cifar_batch(test_file)
+    arrays = {"x_train": np.concatenate([x for x, _ in train]), "y_train": np.concatenate([y for _, y in train]),
+              "x_test": x_test, "y_test": y_test}
+    return _check("cifar10", arrays, folder)
+
+
 def _load_tfds(name: str, data_dir: str | None, download: bool) -> ImageDataset:
     import tensorflow_datasets as tfds
 
@@ -109,7 +154,7 @@ def _load_tfds(name: str, data_dir: str | None, download: bool) -> ImageDataset:
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
-    """Loads `name` ("mnist") from `data_dir`, $L2L_DATA_DIR, or tensorflow-datasets."""
+    """Loads `name` ("mnist", "cifar10") from `data_dir`, $L2L_DATA_DIR, or tensorflow-datasets."""
     if name not in SPECS:
         raise UserError(f"unknown dataset {name!r}; expected one of {sorted(SPECS)}")
     npz_name = SPECS[name][2]
@@ -121,9 +166,15 @@ def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
             raise UserError(f"data dir {data_dir} does not exist")
         if os.path.isfile(os.path.join(data_dir, npz_name)):
             return _load_npz(name, os.path.join(data_dir, npz_name))
+        if name == "cifar10":
+            if os.path.isfile(os.path.join(data_dir, "data_batch_1")):
+                return _load_cifar_batches(data_dir)
+            if os.path.isdir(os.path.join(data_dir, CIFAR_BATCHES_DIR)):
+                return _load_cifar_batches(os.path.join(data_dir, CIFAR_BATCHES_DIR))
         if os.path.isdir(os.path.join(data_dir, name)):
             return _load_tfds(name, data_dir, download=False)
-        raise UserError(f"no {name} data in {data_dir}: expected {npz_name} (Keras layout) or a prepared "
+        other = f", a {CIFAR_BATCHES_DIR}/ folder" if name == "cifar10" else ""
+        raise UserError(f"no {name} data in {data_dir}: expected {npz_name} (Keras layout){other} or a prepared "
                         f"tensorflow-datasets folder {name}/<version>/")
     try:
         return _load_tfds(name, None, download=True)
@@ -132,4 +183,5 @@ def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
     except Exception as e:  # noqa: BLE001 - no network, no cache: explain the options instead
         raise UserError(
             f"cannot load {name}: tensorflow-datasets failed ({type(e).__name__}); pass --data_dir (or set "
-            f"{ENV_VAR}) to a folder with {npz_name} in Keras layout or a prepared tfds data dir") from None
+            f"{ENV_VAR}) to a folder with {npz_name} in Keras layout"
+            f"{f' or {CIFAR_BATCHES_DIR}/' if name == 'cifar10' else ''} or a prepared tfds data dir") from None

@@ -12,6 +12,7 @@ The protocol (one for every optimizer, so comparisons are fair):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -52,20 +53,21 @@ class _Runner:
         self._fn = tf.function(self._run, reduce_retracing=True)
 
     def _run(self, params, state, data, batches, num_steps):
-        return run_steps(self.family.loss, self.optimizer, params, state, data, batches, num_steps)
+        return run_steps(self.family.loss_and_state, self.optimizer, params, state, data, batches, num_steps)
 
-    def __call__(self, problem: Problem, num_steps: int) -> tuple[np.ndarray, list]:
-        """(loss curves [num_steps + 1, functions], final parameters)."""
-        params, state = problem.params, self.optimizer.init(problem.params, problem.num_functions)
+    def __call__(self, problem: Problem, num_steps: int) -> tuple[np.ndarray, Problem]:
+        """(loss curves [num_steps + 1, functions], the problem at its final parameters and data)."""
+        params, data = problem.params, problem.data
+        state = self.optimizer.init(params, problem.num_functions, names=problem.param_names)
         pieces, done = [], 0
         while done < num_steps:
             n = num_steps - done if problem.batch_fn is None else min(EVAL_CHUNK, num_steps - done)
             batches = problem.batches(done, n + 1)
-            params, state, losses = self._fn(params, state, problem.data, batches, tf.constant(n))
+            params, state, data, losses = self._fn(params, state, data, batches, tf.constant(n))
             losses = losses.numpy()
             done += n
             pieces.append(losses if done == num_steps else losses[:-1])
-        return np.concatenate(pieces, axis=0), params
+        return np.concatenate(pieces, axis=0), dataclasses.replace(problem, params=list(params), data=data)
 
 
 _RUNNERS: dict = {}
@@ -88,11 +90,11 @@ def run_trajectories(family: ProblemFamily, optimizer: Optimizer, problems: Iter
     curves = []
     for problem in problems:
         owner = problem.family or family
-        losses, params = _runner(owner, optimizer)(problem, num_steps)
+        losses, final = _runner(owner, optimizer)(problem, num_steps)
         problem.release()
         curves.append(losses)
         if metrics is not None:
-            for name, value in owner.metrics(params, problem).items():
+            for name, value in owner.metrics(final.params, final).items():
                 metrics.setdefault(name, []).append(value)
     return np.concatenate(curves, axis=1)
 

@@ -11,12 +11,14 @@ coordinatewise, so both give the same updates). The update is *added* to the par
 State names are `lstm_<layer>_h` and `lstm_<layer>_c`. Nothing in the graph depends on the
 number of coordinates, so one export serves 10 or 10,000,000 of them.
 
-Groups. An optimizer may one day use several LSTMs for different parameter groups (conv
-kernels, fully connected layers, ...). An export therefore describes a list of groups, each
-with its own settings, weights (`phi[<group>]` in the SavedModel) and signature names; the
-first group is the default one and owns the unsuffixed `init_state`/`step`, and when there is
-more than one group every group also gets `init_state_<group>`/`step_<group>`. The library
-has single-group optimizers only, so `export_optimizer` writes one group called "default".
+Groups. An optimizer may use several LSTMs for different parameter groups (conv and fully
+connected layers: `l2l_tf.optimizers.grouped`). An export therefore describes a list of
+groups, each with its own settings, weights (`phi[<group>]` in the SavedModel), signature
+names and, for a grouped optimizer, the regular expression that selects its parameters by
+name (`pattern`; the first group whose pattern is found in a parameter's name serves it);
+the first group is the default one and owns the unsuffixed `init_state`/`step`, and when
+there is more than one group every group also gets `init_state_<group>`/`step_<group>`. A
+single-LSTM optimizer is exported as one group called "default".
 
 Metadata. `assets/l2l_tf_export.json` records the format and its version, the library and
 TensorFlow versions, every group's architecture, preprocessing, output scale and state
@@ -42,6 +44,7 @@ import tensorflow as tf
 from l2l_tf import saving
 from l2l_tf.errors import UserError
 from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM, LSTMOptimizerConfig
+from l2l_tf.optimizers.grouped import GroupedConfig, GroupedLSTM
 from l2l_tf.version import __version__
 
 EXPORT_FORMAT = "l2l_tf.optimizer_export"
@@ -117,9 +120,10 @@ def _build_module(groups: dict[str, CoordinatewiseLSTM], metadata_file: str) -> 
 
 
 def build_metadata(groups: dict[str, CoordinatewiseLSTM], training: dict[str, Any] | None = None,
-                   source: str | None = None) -> dict[str, Any]:
+                   source: str | None = None, patterns: dict[str, str] | None = None) -> dict[str, Any]:
     """The JSON record stored in assets/ (see the module docstring)."""
     names = signature_names(list(groups))
+    patterns = patterns or {}
     return {
         "format": EXPORT_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -132,6 +136,7 @@ def build_metadata(groups: dict[str, CoordinatewiseLSTM], training: dict[str, An
             "signatures": names[group],
             "state": [{"name": name, "units": units} for name, units in state_layout(opt.config)],
             "num_meta_parameters": int(sum(np.prod(v.shape) for v in opt.meta_variables)),
+            **({"pattern": patterns[group]} if group in patterns else {}),
         } for group, opt in groups.items()],
         "training": dict(training or {}),
         "source": source,
@@ -174,12 +179,15 @@ def export_optimizer(optimizer: CoordinatewiseLSTM, export_dir: str, training: d
     the metadata. The export is written next to `export_dir`, checked, and only then moved
     into place, so an interrupted export never leaves a half-written directory behind.
     """
-    if not isinstance(optimizer, CoordinatewiseLSTM):
+    if isinstance(optimizer, GroupedLSTM):
+        groups, patterns = dict(optimizer.optimizers), dict(optimizer.config.groups)
+    elif type(optimizer) is CoordinatewiseLSTM:
+        groups, patterns = {DEFAULT_GROUP: optimizer}, None
+    else:
         raise UserError(f"only coordinatewise LSTM optimizers can be exported, got {type(optimizer).__name__}")
     export_dir = os.path.abspath(export_dir)
     _check_target(export_dir, overwrite)
-    groups = {DEFAULT_GROUP: optimizer}
-    metadata = build_metadata(groups, training, source)
+    metadata = build_metadata(groups, training, source, patterns)
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(export_dir) + ".tmp", dir=parent)
@@ -284,25 +292,35 @@ def check_export(export_dir: str) -> dict[str, Any]:
     return metadata
 
 
-def load_exported_optimizer(export_dir: str) -> tuple[CoordinatewiseLSTM, dict[str, Any]]:
+def load_exported_optimizer(export_dir: str) -> tuple[CoordinatewiseLSTM | GroupedLSTM, dict[str, Any]]:
     """Rebuilds the in-library optimizer from an export (settings + phi); returns it with the metadata.
 
-    The result is an ordinary `CoordinatewiseLSTM` (differentiable, usable in the evaluator's
-    compiled loops) rather than a wrapper around the SavedModel's graphs: the graphs were
-    traced from that very class, so they compute the same updates.
+    The result is an ordinary `CoordinatewiseLSTM` (or a `GroupedLSTM` when the export has
+    groups with patterns), differentiable and usable in the evaluator's compiled loops,
+    rather than a wrapper around the SavedModel's graphs: the graphs were traced from that
+    very class, so they compute the same updates.
     """
     metadata = check_export(export_dir)
-    if len(metadata["groups"]) != 1:
-        names = [g.get("name") for g in metadata["groups"]]
-        raise UserError(f"{export_dir} has several optimizer groups {names}; this l2l_tf {__version__} "
-                        "loads single-group optimizers only")
-    group = metadata["groups"][0]
-    optimizer = CoordinatewiseLSTM(LSTMOptimizerConfig.from_dict(group["optimizer"]))
+    groups = metadata["groups"]
+    if len(groups) == 1 and "pattern" not in groups[0]:
+        optimizer = CoordinatewiseLSTM(LSTMOptimizerConfig.from_dict(groups[0]["optimizer"]))
+        phi = {groups[0]["name"]: saving.tf_variables(optimizer.meta_variables)}
+    else:
+        if not all(isinstance(g.get("pattern"), str) for g in groups):
+            raise UserError(f"{export_dir} has several optimizer groups but not every one has a pattern that "
+                            "says which parameters it serves")
+        settings = [g["optimizer"] for g in groups]
+        if any(s != settings[0] for s in settings):
+            raise UserError(f"{export_dir}: its groups have different LSTM settings; this l2l_tf {__version__} "
+                            "rebuilds grouped optimizers whose LSTMs share their settings")
+        optimizer = GroupedLSTM(GroupedConfig(tuple((g["name"], g["pattern"]) for g in groups),
+                                              LSTMOptimizerConfig.from_dict(settings[0])))
+        phi = {name: saving.tf_variables(opt.meta_variables) for name, opt in optimizer.optimizers.items()}
     prefix = os.path.join(export_dir, "variables", "variables")
     if not tf.io.gfile.exists(prefix + ".index"):
         raise UserError(f"{export_dir} is corrupt or incomplete: no variables/variables.index")
     try:
-        status = tf.train.Checkpoint(phi={group["name"]: saving.tf_variables(optimizer.meta_variables)}).read(prefix)
+        status = tf.train.Checkpoint(phi=phi).read(prefix)
         status.assert_existing_objects_matched()
         status.expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as e:

@@ -12,6 +12,10 @@ exactly the update the in-library optimizer proposes, and adds `learning_rate * 
 the variable; `learning_rate` (default 1) is a multiplier for users who want to damp the
 learned rule, and may be any Keras schedule.
 
+A grouped optimizer (one LSTM per kind of parameter, e.g. conv and fully connected) sends
+each model variable to the LSTM its path selects, exactly as in meta-training, so the
+model's layer names must follow the scheme the optimizer was trained with.
+
 The LSTM weights phi are constants for the user's model: they live in the wrapper's own copy
 of the network, which is not part of the model, so Keras never computes gradients for them
 or changes them.
@@ -26,21 +30,25 @@ import tensorflow as tf
 
 from l2l_tf import saving
 from l2l_tf.errors import UserError
-from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM, LSTMOptimizerConfig
+from l2l_tf.optimizers.coordinatewise import ARCHITECTURE, CoordinatewiseLSTM
+from l2l_tf.optimizers.coupled import config_from_dict, make_learned_optimizer
+from l2l_tf.optimizers.grouped import GroupedLSTM
 
 
-def _build_lstm(settings: dict[str, Any], phi: list) -> CoordinatewiseLSTM:
-    """A fresh CoordinatewiseLSTM with the given settings and weights, computing in float32.
+def _build_lstm(settings: dict[str, Any], phi: list) -> CoordinatewiseLSTM | GroupedLSTM:
+    """A fresh coordinatewise (or grouped) LSTM with the given settings and weights, in float32.
 
     The Keras cells take their dtype policy from the global one at construction; under
     `mixed_float16` they would compute in float16 and propose different updates from the
     ones the optimizer was trained to make, so they are built under "float32".
     """
-    config = LSTMOptimizerConfig.from_dict(dict(settings))
+    config = config_from_dict(dict(settings))
+    if config.architecture not in (ARCHITECTURE, "grouped"):
+        raise UserError(f"the Keras wrapper runs coordinatewise LSTM optimizers, not {config.architecture}")
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        optimizer = CoordinatewiseLSTM(config)
+        optimizer = make_learned_optimizer(config)
     finally:
         keras.config.set_dtype_policy(policy)
     variables = saving.tf_variables(optimizer.meta_variables)
@@ -96,9 +104,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             if lstm is None:
                 raise UserError("LearnedOptimizer(phi=...) also needs the architecture settings (lstm=...)")
             recorded = source if isinstance(source, str) else None
-        elif isinstance(source, CoordinatewiseLSTM):
+        elif isinstance(source, (CoordinatewiseLSTM, GroupedLSTM)):
             lstm, phi = source.config.to_dict(), [v.numpy() for v in source.meta_variables]
-            recorded, provenance = None, {"source": "CoordinatewiseLSTM object"}
+            recorded, provenance = None, {"source": f"{type(source).__name__} object"}
         elif source is None:
             raise UserError("LearnedOptimizer needs a trained optimizer: a directory, an export or a bundled name")
         else:
@@ -114,7 +122,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._provenance = dict(provenance or {})
 
     @property
-    def learned_optimizer(self) -> CoordinatewiseLSTM:
+    def learned_optimizer(self) -> CoordinatewiseLSTM | GroupedLSTM:
         """The wrapped in-library optimizer (phi as loaded)."""
         return self._learned
 
@@ -130,7 +138,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         super().build(var_list)
         # Counts variable updates skipped because their gradient held a NaN/Inf.
         self.non_finite_updates = self.add_variable((), name="non_finite_updates", initializer="zeros")
-        self._lstm_states = []
+        self._lstm_states, self._lstm_of = [], []
         for variable in var_list:
             size = int(np.prod(variable.shape))
             base = variable.path.replace("/", "_") if hasattr(variable, "path") else \
@@ -139,16 +147,19 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 (self.add_variable((size, units), name=f"{base}_lstm_{i}_h"),
                  self.add_variable((size, units), name=f"{base}_lstm_{i}_c"))
                 for i, units in enumerate(self._learned.config.layers)))
+            self._lstm_of.append(self._learned.optimizers[self._learned.group_of(getattr(variable, "path", variable.name))]
+                                 if isinstance(self._learned, GroupedLSTM) else self._learned)
 
     def update_step(self, gradient, variable, learning_rate):
-        layers = self._lstm_states[self._get_variable_index(variable)]
+        index = self._get_variable_index(variable)
+        layers, lstm = self._lstm_states[index], self._lstm_of[index]
         gradient = tf.reshape(tf.cast(tf.convert_to_tensor(gradient), tf.float32), [-1])
         # A NaN/Inf gradient must never reach the weights or the LSTM state: that variable's
         # update is skipped (selected away, so this stays one graph under tf.function/XLA).
         finite = tf.reduce_all(tf.math.is_finite(gradient))
         gradient = tf.where(finite, gradient, tf.zeros_like(gradient))
         state = [tuple((tf.convert_to_tensor(h), tf.convert_to_tensor(c)) for h, c in layers)]
-        (update,), (next_state,) = self._learned.update([gradient], state, None)
+        (update,), (next_state,) = lstm.update([gradient], state, None)
         for (h_var, c_var), (h, c), (h_old, c_old) in zip(layers, next_state, state[0]):
             self.assign(h_var, tf.where(finite, h, h_old))
             self.assign(c_var, tf.where(finite, c, c_old))

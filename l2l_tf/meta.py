@@ -120,18 +120,32 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
     meta-loss = sum_{t=1..T} w_t * mean over functions of f(theta_t). theta_0 and the
     incoming state are constants (the truncation), so nothing flows to earlier unrolls.
 
-    Returns (theta_T, state_T, losses [T+1, functions], meta-loss, gradients w.r.t. phi).
+    `loss_fn` is a family's `loss_and_state`; the problem data it evolves (batch-norm
+    statistics) comes back as data_T, for the next truncation.
+
+    Returns (theta_T, state_T, data_T, losses [T+1, functions], meta-loss, gradients w.r.t. phi).
     """
     weights = tf.convert_to_tensor(weights, tf.float32)
     phi = optimizer.meta_variables
     with tf.GradientTape() as tape:
-        params, state, losses = run_steps(loss_fn, optimizer, params, state, data, batches,
-                                          int(weights.shape[0]), second_derivatives)
+        params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches,
+                                                int(weights.shape[0]), second_derivatives)
         per_step = tf.reduce_mean(losses[1:], axis=1)
         meta_loss = tf.reduce_sum(weights * per_step)
     grads = tape.gradient(meta_loss, phi)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, phi)]
-    return params, state, losses, meta_loss, grads
+    return params, state, data, losses, meta_loss, grads
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes checkpoints and results (always, unless it is a non-chief worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _format_seconds(s: float) -> str:
@@ -143,11 +157,29 @@ class MetaTrainer:
     """Trains the meta-parameters of a learned optimizer on a problem family."""
 
     def __init__(self, family: ProblemFamily, optimizer: Optimizer, config: MetaTrainConfig,
-                 save_path: str | None = None, metadata: dict | None = None):
+                 save_path: str | None = None, metadata: dict | None = None,
+                 strategy: tf.distribute.Strategy | None = None):
+        """`strategy` (e.g. `MirroredStrategy`, `MultiWorkerMirroredStrategy`) spreads every
+        epoch's meta-batch over its replicas; phi and the meta-optimizer stay ordinary
+        variables, which every worker updates identically with the all-reduced gradient. Only
+        the chief worker writes under `save_path`; the others read its checkpoints to resume
+        (so `save_path` must be on a filesystem they share)."""
         if not optimizer.meta_variables:
             raise UserError(f"optimizer {optimizer.label!r} has no meta-parameters to train")
         self.family, self.optimizer, self.config = family, optimizer, config
-        self.save_path = save_path
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.num_replicas = int(self.strategy.num_replicas_in_sync)
+        if self.num_replicas > 1:
+            from l2l_tf.problems.mixture import MixtureFamily
+            if isinstance(family, MixtureFamily):
+                raise UserError("distributed meta-training needs one problem family; a mixture's replicas would "
+                                "run different models")
+            if family.vectorized and config.meta_batch_size % self.num_replicas:
+                raise UserError(f"meta_batch_size ({config.meta_batch_size}) must be a multiple of the "
+                                f"{self.num_replicas} replicas")
+        chief = is_chief(self.strategy)
+        self._resume_dir = os.path.join(save_path, "checkpoints") if save_path else None
+        self.save_path = save_path if chief else None
         self.metadata = dict(metadata or {})
         self.phi = optimizer.meta_variables
         self.meta_optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
@@ -163,24 +195,40 @@ class MetaTrainer:
         self._meta_steps: dict = {}
         self._apply = tf.function(self._apply_fn)
         self._manager = None
-        if save_path:
-            ckpt = tf.train.Checkpoint(
-                phi=saving.tf_variables(self.phi),
-                meta_optimizer=saving.tf_variables(self.meta_optimizer.variables),
-                epoch=self.epoch, best_validation=self.best_validation, best_epoch=self.best_epoch,
-                skipped=self.skipped, consecutive_skips=self.consecutive_skips, best_phi=self.best_phi)
-            self._manager = tf.train.CheckpointManager(ckpt, os.path.join(save_path, "checkpoints"), max_to_keep=3)
+        self._checkpoint = tf.train.Checkpoint(
+            phi=saving.tf_variables(self.phi),
+            meta_optimizer=saving.tf_variables(self.meta_optimizer.variables),
+            epoch=self.epoch, best_validation=self.best_validation, best_epoch=self.best_epoch,
+            skipped=self.skipped, consecutive_skips=self.consecutive_skips, best_phi=self.best_phi)
+        if self.save_path:
+            self._manager = tf.train.CheckpointManager(self._checkpoint, self._resume_dir, max_to_keep=3)
 
     # -- compiled pieces -------------------------------------------------------------------
 
     def _meta_step(self, family: ProblemFamily):
-        """The compiled truncation for one family's loss (a mixture has one per member)."""
+        """The compiled truncation for one family's loss (a mixture has one per member).
+
+        Every replica of the strategy runs the truncation on its own problem; the meta-loss,
+        the final loss and the meta-gradient are averaged over replicas (an all-reduce), so
+        with R replicas of B/R functions each the result is the meta-gradient of the same B
+        functions on one replica. Without a strategy, TensorFlow's default (one replica, no
+        communication) makes this the plain single-process step.
+        """
         if id(family) not in self._meta_steps:
-            def step(params, state, data, batches):
-                params, state, losses, meta_loss, grads = meta_gradient(
-                    family.loss, self.optimizer, params, state, data, batches, self._weights,
+            strategy = self.strategy
+
+            def replica_step(params, state, data, batches):
+                params, state, data, losses, meta_loss, grads = meta_gradient(
+                    family.loss_and_state, self.optimizer, params, state, data, batches, self._weights,
                     self.config.second_derivatives)
-                return params, state, losses, meta_loss, grads, tf.linalg.global_norm(grads)
+                return params, state, data, tf.reduce_mean(losses[-1]), meta_loss, grads
+
+            def step(params, state, data, batches):
+                params, state, data, final, meta_loss, grads = strategy.run(
+                    replica_step, args=(params, state, data, batches))
+                mean = lambda x: strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)  # noqa: E731
+                grads = [mean(g) for g in grads]
+                return params, state, data, mean(final), mean(meta_loss), grads, tf.linalg.global_norm(grads)
 
             self._meta_steps[id(family)] = (family, tf.function(step))
         return self._meta_steps[id(family)][1]
@@ -191,19 +239,46 @@ class MetaTrainer:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def _train_problem(self, epoch: int):
-        b = self.config.meta_batch_size if self.family.vectorized else 1
-        return self.family.sample("train", self.config.seed, range(epoch * b, (epoch + 1) * b))
+    def _train_problem(self, epoch: int, replica: int = 0):
+        """Replica `replica`'s share of epoch `epoch`'s training functions.
+
+        A vectorized family's meta-batch of B functions is split into R equal parts; other
+        families give every replica one problem of its own (a meta-batch of R problems). With
+        one replica both are the single-process problem of the epoch.
+        """
+        r = self.num_replicas
+        if self.family.vectorized:
+            b = self.config.meta_batch_size // r
+            first = epoch * self.config.meta_batch_size + replica * b
+            return self.family.sample("train", self.config.seed, range(first, first + b))
+        return self.family.sample("train", self.config.seed, [epoch * r + replica])
+
+    def _per_replica(self, fn):
+        """The value `fn(replica id)` on every local replica (plain values with one replica)."""
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: fn(ctx.replica_id_in_sync_group))
 
     def _run_epoch(self, epoch: int) -> EpochRecord:
-        problem = self._train_problem(epoch)
-        params, state = problem.params, self.optimizer.init(problem.params, problem.num_functions)
+        problems: dict[int, Any] = {}
+
+        def problem_of(replica: int):
+            if replica not in problems:
+                problems[replica] = self._train_problem(epoch, replica)
+            return problems[replica]
+
+        def state_of(replica: int):
+            problem = problem_of(replica)
+            return self.optimizer.init(problem.params, problem.num_functions, names=problem.param_names)
+
+        params = self._per_replica(lambda r: problem_of(r).params)
+        state = self._per_replica(state_of)
+        data = self._per_replica(lambda r: problem_of(r).data)
         T = self.config.unroll_length
-        meta_step = self._meta_step(problem.family or self.family)
+        meta_step = self._meta_step(next(iter(problems.values())).family or self.family)
         meta_losses, final, skipped = [], math.nan, 0
         for k in range(self.config.num_steps // T):
-            batches = problem.batches(k * T, T + 1)
-            params, state, losses, meta_loss, grads, norm = meta_step(params, state, problem.data, batches)
+            batches = self._per_replica(lambda r: problem_of(r).batches(k * T, T + 1))
+            params, state, data, final_loss, meta_loss, grads, norm = meta_step(params, state, data, batches)
             if not (math.isfinite(float(meta_loss)) and math.isfinite(float(norm))):
                 # A NaN/Inf in the optimizee's loss or gradients, or in the meta-gradient: phi is
                 # not touched, the step is counted, and the diverged trajectory is abandoned.
@@ -216,8 +291,9 @@ class MetaTrainer:
             self.consecutive_skips.assign(0)
             self._apply(grads)
             meta_losses.append(float(meta_loss))
-            final = float(tf.reduce_mean(losses[-1]))
-        problem.release()
+            final = float(final_loss)
+        for problem in problems.values():
+            problem.release()
         return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan, final, skipped)
 
     def validate(self) -> float:
@@ -240,18 +316,20 @@ class MetaTrainer:
 
     def restore(self) -> int:
         """Restores the latest checkpoint; returns the epoch to continue from (0 if none)."""
-        if not self._manager or not self._manager.latest_checkpoint:
+        latest = tf.train.latest_checkpoint(self._resume_dir) if self._resume_dir else None
+        if not latest:
             return 0
         # Normalized through the config class, so a run saved before a setting existed (which
         # then had its default) still resumes.
-        saved = type(self.optimizer.config).from_dict(saving.read_config(self.save_path)["optimizer"]).to_dict()
+        run_dir = os.path.dirname(self._resume_dir)
+        saved = type(self.optimizer.config).from_dict(saving.read_config(run_dir)["optimizer"]).to_dict()
         if saved != self.optimizer.config.to_dict():
-            raise UserError(f"cannot resume {self.save_path}: it holds an optimizer with {saved}, "
+            raise UserError(f"cannot resume {run_dir}: it holds an optimizer with {saved}, "
                             f"but this run asks for {self.optimizer.config.to_dict()}")
         try:
-            self._manager.checkpoint.restore(self._manager.latest_checkpoint).assert_existing_objects_matched()
+            self._checkpoint.restore(latest).assert_existing_objects_matched()
         except (tf.errors.OpError, ValueError, AssertionError) as e:
-            raise UserError(f"cannot resume from {self._manager.latest_checkpoint}: it does not match this "
+            raise UserError(f"cannot resume from {latest}: it does not match this "
                             f"optimizer or is corrupt ({str(e).splitlines()[0]})") from None
         return int(self.epoch.numpy())
 
@@ -271,7 +349,7 @@ class MetaTrainer:
         result = TrainResult(float(self.best_validation.numpy()), int(self.best_epoch.numpy()), 0, 0.0, 0)
         t0 = time.time()
         window_start, window_epochs = t0, 0
-        steps_per_epoch = cfg.num_steps
+        steps_per_epoch = cfg.num_steps * (1 if self.family.vectorized else self.num_replicas)  # trajectories
         if start >= cfg.num_epochs:
             logging.info("Nothing to do: checkpoint is at epoch %d of %d.", start, cfg.num_epochs)
         for epoch in range(start, cfg.num_epochs):

@@ -15,8 +15,9 @@ from l2l_tf.problems import make_family
 from l2l_tf.problems.base import ProblemFamily
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Local data: a folder with mnist.npz (Keras layout) or a prepared "
-                    "tensorflow-datasets data dir; default: $L2L_DATA_DIR, then tfds.load.")
+flags.DEFINE_string("data_dir", None, "Local data: a folder with mnist.npz / cifar10.npz (Keras layout), "
+                    "cifar-10-batches-py/, or a prepared tensorflow-datasets data dir; default: $L2L_DATA_DIR, "
+                    "then tfds.load.")
 flags.DEFINE_string("hidden_sizes", "20", "MNIST MLP: comma-separated hidden layer widths.")
 flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu", "tanh"], "MNIST MLP: hidden activation.")
 flags.DEFINE_integer("batch_size", 128, "Minibatch size of dataset problems.", lower_bound=1)
@@ -24,6 +25,8 @@ flags.DEFINE_string("mix_hidden_sizes", "20;40;20,20", "mnist_mix: hidden-layer 
 flags.DEFINE_list("mix_activations", ["sigmoid", "relu", "tanh"], "mnist_mix: activation options.")
 flags.DEFINE_float("mix_log10_loss_scale", 1.0, "mnist_mix: losses are scaled by 10^u, u ~ U(-x, x).",
                    lower_bound=0.0)
+flags.DEFINE_enum("labels", "default", ["default", "heldout"], "CIFAR: the problem's own classes, or "
+                  "'heldout' (with cifar10): classes 5-9, outside CIFAR-5/CIFAR-2, for training LSTM-sub.")
 flags.register_validator("mix_activations", lambda v: bool(v) and set(v) <= {"sigmoid", "relu", "tanh"},
                          message="--mix_activations must list sigmoid, relu and/or tanh")
 flags.register_validator("data_dir", lambda p: p is None or os.path.exists(p),
@@ -40,6 +43,13 @@ def family_settings(problem: str) -> dict:
         return {"hidden_sizes_options": options, "activations": FLAGS.mix_activations,
                 "log10_scale_range": FLAGS.mix_log10_loss_scale, "batch_size": FLAGS.batch_size,
                 "data_dir": FLAGS.data_dir}
+    if problem in ("cifar10", "cifar5", "cifar2"):
+        for name in ("hidden_sizes", "activation"):
+            if FLAGS[name].present:
+                raise UserError(f"--{name} does not apply to --problem={problem}")
+        return {"labels": FLAGS.labels, "batch_size": FLAGS.batch_size, "data_dir": FLAGS.data_dir}
+    if FLAGS.labels != "default":
+        raise UserError(f"--labels applies to the CIFAR problems, not --problem={problem}")
     for name in ("hidden_sizes", "activation", "batch_size", "data_dir"):
         if FLAGS[name].present:
             raise UserError(f"--{name} does not apply to --problem={problem}")

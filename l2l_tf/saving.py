@@ -19,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from l2l_tf.errors import UserError
-from l2l_tf.optimizers.coordinatewise import ARCHITECTURE, CoordinatewiseLSTM, LSTMOptimizerConfig
+from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM
 from l2l_tf.version import __version__
 
 CONFIG_FILE = "optimizer.json"
@@ -95,14 +95,15 @@ def read_config(path: str) -> dict[str, Any]:
 
 
 def optimizer_from_config(record: dict[str, Any], seed: int | None = None, **overrides) -> CoordinatewiseLSTM:
-    from l2l_tf.optimizers.coupled import ARCHITECTURE_CLASSES, make_learned_optimizer
+    from l2l_tf.optimizers.coupled import config_from_dict, make_learned_optimizer
+    from l2l_tf.optimizers.grouped import GROUPED
 
-    settings = {**record["optimizer"], **{k: v for k, v in overrides.items() if v is not None}}
-    architecture = settings.get("architecture", ARCHITECTURE)
-    if architecture not in ARCHITECTURE_CLASSES:
-        raise UserError(f"optimizer architecture {architecture!r} is not supported by this version "
-                        f"(known: {sorted(ARCHITECTURE_CLASSES)})")
-    return make_learned_optimizer(LSTMOptimizerConfig.from_dict(settings), seed=seed)
+    settings = dict(record["optimizer"])
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if settings.get("architecture") == GROUPED:
+        config = config_from_dict(settings)
+        return make_learned_optimizer(config.replace_settings(**overrides) if overrides else config, seed=seed)
+    return make_learned_optimizer(config_from_dict({**settings, **overrides}), seed=seed)
 
 
 def load_learned(path: str, which: str = BEST_DIR, max_update: float | None = None) -> CoordinatewiseLSTM:

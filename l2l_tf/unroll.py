@@ -20,6 +20,8 @@ import tensorflow as tf
 from l2l_tf.optimizers.base import Optimizer
 
 LossFn = Callable[[Sequence[tf.Tensor], Any, Any], tf.Tensor]
+#: `(params, data, batch) -> (per-function losses, data after the step)`: a family's `loss_and_state`.
+StatefulLossFn = Callable[[Sequence[tf.Tensor], Any, Any], tuple[tf.Tensor, Any]]
 
 
 def _batch_at(batches: Any, t) -> Any:
@@ -35,34 +37,46 @@ def loss_and_grads(loss_fn: LossFn, params: list, data: Any, batch: Any) -> tupl
     return losses, tape.gradient(total, params)
 
 
-def run_steps(loss_fn: LossFn, optimizer: Optimizer, params: list, state: Any, data: Any, batches: Any,
-              num_steps, second_derivatives: bool = False) -> tuple[list, Any, tf.Tensor]:
-    """Runs `num_steps` optimizer steps from (params, state).
+def _losses_state_grads(loss_fn: StatefulLossFn, params: list, data: Any, batch: Any):
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        losses, new_data = loss_fn(params, data, batch)
+        total = tf.reduce_sum(losses)
+    return losses, new_data, tape.gradient(total, params)
+
+
+def run_steps(loss_fn: StatefulLossFn, optimizer: Optimizer, params: list, state: Any, data: Any, batches: Any,
+              num_steps, second_derivatives: bool = False) -> tuple[list, Any, Any, tf.Tensor]:
+    """Runs `num_steps` optimizer steps from (params, state, data).
 
     Args:
+      loss_fn: a family's `loss_and_state`; the data it returns (e.g. batch-norm moving
+        statistics) is passed to the next step, so such state follows the trajectory.
       batches: a nest with leading dimension num_steps + 1 (the last batch scores the final
         iterate), or () for losses without batches.
       num_steps: a Python int (static unroll, differentiable) or a scalar int tensor.
 
     Returns:
-      (final params, final state, losses [num_steps + 1, num_functions]).
+      (final params, final optimizer state, final data, losses [num_steps + 1, num_functions]).
     """
     params = list(params)
     if isinstance(num_steps, int):
         losses = []
         for t in range(num_steps):
-            step_losses, grads = loss_and_grads(loss_fn, params, data, _batch_at(batches, t))
+            step_losses, data, grads = _losses_state_grads(loss_fn, params, data, _batch_at(batches, t))
             if not second_derivatives:
                 grads = [tf.stop_gradient(g) for g in grads]
             losses.append(step_losses)
             params, state = optimizer.apply(grads, state, params)
-        losses.append(loss_fn(params, data, _batch_at(batches, num_steps)))
-        return params, state, tf.stack(losses)
+        final_losses, _ = loss_fn(params, data, _batch_at(batches, num_steps))
+        losses.append(final_losses)
+        return params, state, data, tf.stack(losses)
 
     array = tf.TensorArray(tf.float32, size=num_steps + 1)
     for t in tf.range(num_steps):
-        step_losses, grads = loss_and_grads(loss_fn, params, data, _batch_at(batches, t))
+        step_losses, data, grads = _losses_state_grads(loss_fn, params, data, _batch_at(batches, t))
         array = array.write(t, step_losses)
         params, state = optimizer.apply(grads, state, params)
-    array = array.write(num_steps, loss_fn(params, data, _batch_at(batches, num_steps)))
-    return params, state, array.stack()
+    final_losses, _ = loss_fn(params, data, _batch_at(batches, num_steps))
+    array = array.write(num_steps, final_losses)
+    return params, state, data, array.stack()

@@ -48,8 +48,9 @@ def update_history(family: ProblemFamily, learned: Optimizer, problem: Problem, 
         raise UserError(f"coordinates {bad} out of range: the problem has {total} coordinates")
     owner = problem.family or family
     idx = tf.constant(coordinates)
-    state = learned.init(params, problem.num_functions)
-    base_states = {name: opt.init(params, problem.num_functions) for name, opt in baselines.items()}
+    state = learned.init(params, problem.num_functions, names=problem.param_names)
+    base_states = {name: opt.init(params, problem.num_functions, names=problem.param_names)
+                   for name, opt in baselines.items()}
 
     @tf.function(reduce_retracing=True)
     def step(params, state, base_states, batch):

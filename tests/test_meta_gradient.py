@@ -28,7 +28,7 @@ class LearnedStepSGD(Optimizer):
     def meta_variables(self):
         return [self.phi]
 
-    def init(self, params):
+    def init(self, params, num_functions=1, names=None):
         return ()
 
     def update(self, grads, state, params):
@@ -57,8 +57,8 @@ def test_first_order_meta_gradient_matches_hand_computation_and_differs_from_sec
     results = {}
     for second in (False, True):
         opt = LearnedStepSGD(float(phi))
-        _, _, losses, meta_loss, grads = meta_gradient(
-            family.loss, opt, problem.params, opt.init(problem.params), problem.data, (), weights, second)
+        _, _, _, losses, meta_loss, grads = meta_gradient(
+            family.loss_and_state, opt, problem.params, opt.init(problem.params), problem.data, (), weights, second)
         results[second] = float(grads[0].numpy())
         assert losses.shape == (len(weights) + 1, 1)
 
@@ -75,6 +75,6 @@ def test_meta_loss_is_weighted_sum_of_mean_losses_after_each_update():
     problem = family.sample("train", 1, range(4))
     opt = LearnedStepSGD(0.01)
     weights = np.array([0.0, 1.0, 3.0], np.float32)
-    _, _, losses, meta_loss, _ = meta_gradient(family.loss, opt, problem.params, (), problem.data, (), weights)
+    _, _, _, losses, meta_loss, _ = meta_gradient(family.loss_and_state, opt, problem.params, (), problem.data, (), weights)
     expected = np.sum(weights * losses.numpy()[1:].mean(axis=1))
     np.testing.assert_allclose(meta_loss.numpy(), expected, rtol=1e-6)

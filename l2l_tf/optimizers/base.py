@@ -35,8 +35,12 @@ class Optimizer(tf.Module, abc.ABC):
     label: str = "optimizer"
 
     @abc.abstractmethod
-    def init(self, params: Params, num_functions: int = 1) -> State:
+    def init(self, params: Params, num_functions: int = 1, names: Sequence[str] | None = None) -> State:
         """Returns the initial state for `params` (list of tensors).
+
+        `names` (one per tensor, e.g. Keras variable paths) matter only to optimizers that
+        treat parameters by kind, such as one LSTM for conv and one for dense weights; the
+        others ignore them.
 
         `num_functions` > 1 says that `params` hold that many independent functions along
         their leading axis (a vectorized meta-batch); optimizers that share information

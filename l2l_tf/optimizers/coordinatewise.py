@@ -154,7 +154,7 @@ class CoordinatewiseLSTM(Optimizer):
         """phi: the LSTM and output weights (Keras variables), in a fixed order."""
         return list(self._cell.trainable_weights) + list(self._output.trainable_weights)
 
-    def init(self, params: Params, num_functions: int = 1) -> list:
+    def init(self, params: Params, num_functions: int = 1, names=None) -> list:
         del num_functions  # coordinates never interact
         state = []
         for p in params:

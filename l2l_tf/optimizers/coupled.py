@@ -21,7 +21,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from l2l_tf.errors import UserError
-from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM, _flatten, _split
+from l2l_tf.optimizers.coordinatewise import ARCHITECTURE, CoordinatewiseLSTM, LSTMOptimizerConfig, _flatten, _split
 from l2l_tf.optimizers.preprocessing import log_sign
 
 #: Largest per-function coordinate count for a dense ("full") NTM memory (64 MiB per function).
@@ -59,7 +59,7 @@ class LSTMGAC(CoordinatewiseLSTM):
     "num_segments": int32 scalar}.
     """
 
-    def init(self, params, num_functions: int = 1) -> dict:
+    def init(self, params, num_functions: int = 1, names=None) -> dict:
         return {"lstm": super().init(params), "segments": function_segments(params, num_functions),
                 "num_segments": tf.constant(num_functions, tf.int32)}
 
@@ -103,7 +103,7 @@ class NTMBFGS(LSTMGAC):
     extra_inputs = 2   # the previous read, log/sign-preprocessed like the gradient
     extra_outputs = 3  # read key, write key, write value
 
-    def init(self, params, num_functions: int = 1) -> dict:
+    def init(self, params, num_functions: int = 1, names=None) -> dict:
         state = super().init(params, num_functions)
         n = sum(_num_elements(p) for p in params)
         state["read"] = tf.zeros([n])
@@ -155,5 +155,22 @@ ARCHITECTURE_CLASSES = {"coordinatewise_lstm": CoordinatewiseLSTM, "lstm_gac": L
 
 
 def make_learned_optimizer(config, seed: int | None = None) -> CoordinatewiseLSTM:
-    """Builds the learned optimizer that `config.architecture` names."""
+    """Builds the learned optimizer that `config.architecture` names (a `GroupedConfig` too)."""
+    from l2l_tf.optimizers.grouped import GROUPED, GroupedLSTM
+
+    if config.architecture == GROUPED:
+        return GroupedLSTM(config, seed=seed)
     return ARCHITECTURE_CLASSES[config.architecture](config, seed=seed)
+
+
+def config_from_dict(settings: dict):
+    """The config object of a saved optimizer.json "optimizer" entry, whatever its architecture."""
+    from l2l_tf.optimizers.grouped import GROUPED, GroupedConfig
+
+    architecture = settings.get("architecture", ARCHITECTURE)
+    if architecture == GROUPED:
+        return GroupedConfig.from_dict(settings)
+    if architecture not in ARCHITECTURE_CLASSES:
+        raise UserError(f"optimizer architecture {architecture!r} is not supported by this version "
+                        f"(known: {sorted([*ARCHITECTURE_CLASSES, GROUPED])})")
+    return LSTMOptimizerConfig.from_dict(settings)

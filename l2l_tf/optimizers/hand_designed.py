@@ -45,7 +45,7 @@ class SGD(_HandDesigned):
 
     label = "sgd"
 
-    def init(self, params: Params, num_functions: int = 1) -> tuple:
+    def init(self, params: Params, num_functions: int = 1, names=None) -> tuple:
         return ()
 
     def update(self, grads, state, params):
@@ -72,7 +72,7 @@ class NAG(_HandDesigned):
         super().__init__(learning_rate, name)
         self.momentum = float(momentum)
 
-    def init(self, params: Params, num_functions: int = 1) -> NAGState:
+    def init(self, params: Params, num_functions: int = 1, names=None) -> NAGState:
         return NAGState(self._zeros(params))
 
     def update(self, grads, state, params):
@@ -98,7 +98,7 @@ class RMSprop(_HandDesigned):
         self.decay = float(decay)
         self.epsilon = float(epsilon)
 
-    def init(self, params: Params, num_functions: int = 1) -> RMSpropState:
+    def init(self, params: Params, num_functions: int = 1, names=None) -> RMSpropState:
         return RMSpropState(self._zeros(params))
 
     def update(self, grads, state, params):
@@ -124,7 +124,7 @@ class Adam(_HandDesigned):
         super().__init__(learning_rate, name)
         self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
 
-    def init(self, params: Params, num_functions: int = 1) -> AdamState:
+    def init(self, params: Params, num_functions: int = 1, names=None) -> AdamState:
         return AdamState(tf.constant(0.0), self._zeros(params), self._zeros(params))
 
     def update(self, grads, state, params):

@@ -46,6 +46,9 @@ class Problem:
         loss takes no batch.
       family: the family whose `loss` and `metrics` apply, when it is not the family that
         sampled the problem (a mixture of families hands out problems of its members).
+      param_names: a name per parameter tensor (e.g. a Keras variable's path), which lets an
+        optimizer treat parameters by kind (separate LSTMs for conv and dense weights);
+        None when the parameters have no meaningful names.
     """
 
     params: list
@@ -53,6 +56,7 @@ class Problem:
     num_functions: int
     batch_fn: Callable[[int, int], Any] | None = None
     family: "ProblemFamily | None" = None
+    param_names: tuple[str, ...] | None = None
 
     def batches(self, start: int, count: int) -> Any:
         return () if self.batch_fn is None else self.batch_fn(start, count)
@@ -79,6 +83,16 @@ class ProblemFamily(abc.ABC):
     @abc.abstractmethod
     def loss(self, params: Sequence[tf.Tensor], data: Any, batch: Any) -> tf.Tensor:
         """Per-function losses, shape [num_functions]."""
+
+    def loss_and_state(self, params: Sequence[tf.Tensor], data: Any, batch: Any) -> tuple[tf.Tensor, Any]:
+        """Per-function losses and the problem's `data` after this step.
+
+        Most problems hold fixed data and return it unchanged. A problem with state that
+        evolves along the trajectory without being optimized (batch-norm moving statistics)
+        returns the updated state; the trajectory loop threads it from step to step, so it
+        is part of the optimizee's state but never of theta.
+        """
+        return self.loss(params, data, batch), data
 
     def metrics(self, params: Sequence[tf.Tensor], problem: Problem) -> dict[str, float]:
         """End-of-trajectory metrics of final parameters (e.g. test accuracy); none by default."""

@@ -7,8 +7,13 @@ through T optimizer steps without any `apply_gradients` or variable assignment. 
 problem re-draws every variable from the layer's own initializer with a fresh seed, and
 reads its own seeded stream of minibatches.
 
-Non-trainable variables (e.g. batch-norm moving statistics) are passed as fixed `data`;
-models are called with `training=True`, so batch norm normalizes with batch statistics.
+Non-trainable variables (e.g. batch-norm moving statistics) are the problem's `data`: the
+model is called with `training=True` (batch norm normalizes with batch statistics) and the
+updated moving statistics it returns are threaded along the trajectory by
+`loss_and_state`, so they are optimizee state, never part of theta, and the end-of-run
+test accuracy (`training=False`) uses the statistics the trajectory produced.
+Every parameter is named by its variable's path (e.g. "conv_0/kernel"), so optimizers can
+treat parameters by layer (see `l2l_tf.optimizers.grouped`).
 """
 from __future__ import annotations
 
@@ -161,12 +166,34 @@ class KerasProblem(ProblemFamily):
         init_seed, data_seed = (int(s) for s in rng.integers(0, 2**31 - 1, size=2))
         trainable, non_trainable = fresh_weights(self.model, init_seed)
         stream = _BatchStream(lambda: self._dataset_fn(data_seed))
-        return Problem(params=trainable, data=tuple(non_trainable), num_functions=1, batch_fn=stream)
+        return Problem(params=trainable, data=tuple(non_trainable), num_functions=1, batch_fn=stream,
+                       param_names=self.param_names)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The trainable variables' paths, in the order of `Problem.params`."""
+        return tuple(v.path for v in self.model.trainable_variables)
+
+    def loss_and_state(self, params, data, batch):
+        x, y = batch
+        y_pred, non_trainable = self.model.stateless_call(list(params), list(data), x, training=True)
+        losses = tf.reshape(tf.reduce_mean(self._per_example_loss(y, y_pred)), [1])  # averaged over the batch
+        return losses, tuple(non_trainable)
 
     def loss(self, params, data, batch):
-        x, y = batch
-        y_pred, _ = self.model.stateless_call(list(params), list(data), x, training=True)
-        return tf.reshape(tf.reduce_mean(self.loss_fn(y, y_pred)), [1])  # per-example losses are averaged
+        return self.loss_and_state(params, data, batch)[0]
+
+    def _per_example_loss(self, y, y_pred):
+        """The loss of every example, unreduced.
+
+        A `keras.losses.Loss` object's `__call__` divides by the number of replicas when it runs
+        inside a tf.distribute replica (Keras' convention for summing replica losses); each
+        replica here optimizes its own problem, whose loss must not depend on how many other
+        replicas there are, so the unreduced `call` is used instead.
+        """
+        if isinstance(self.loss_fn, keras.losses.Loss):
+            return self.loss_fn.call(y, y_pred)
+        return self.loss_fn(y, y_pred)
 
     def metrics(self, params: Sequence[tf.Tensor], problem: Problem) -> dict[str, float]:
         """End-of-trajectory metrics: accuracy on `eval_data` (e.g. the test set)."""

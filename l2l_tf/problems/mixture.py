@@ -26,7 +26,8 @@ class ScaledFamily(ProblemFamily):
 
     def wrap(self, problem: Problem, scale: float) -> Problem:
         return Problem(params=problem.params, data=(problem.data, tf.constant(scale, tf.float32)),
-                       num_functions=problem.num_functions, batch_fn=problem.batch_fn, family=self)
+                       num_functions=problem.num_functions, batch_fn=problem.batch_fn, family=self,
+                       param_names=problem.param_names)
 
     def sample(self, split, seed, indices):
         return self.wrap(self.inner.sample(split, seed, indices), 1.0)
@@ -35,8 +36,14 @@ class ScaledFamily(ProblemFamily):
         inner_data, scale = data
         return scale * self.inner.loss(params, inner_data, batch)
 
+    def loss_and_state(self, params, data, batch):
+        inner_data, scale = data
+        losses, inner_data = self.inner.loss_and_state(params, inner_data, batch)
+        return scale * losses, (inner_data, scale)
+
     def metrics(self, params, problem):
-        return self.inner.metrics(params, Problem(problem.params, problem.data[0], problem.num_functions))
+        return self.inner.metrics(params, Problem(problem.params, problem.data[0], problem.num_functions,
+                                                  param_names=problem.param_names))
 
     def describe(self):
         return self.inner.describe()

@@ -18,10 +18,20 @@ def _mnist_mix(**kwargs) -> ProblemFamily:
     return mnist_mixture(**kwargs)
 
 
+def _cifar(name: str) -> Callable[..., ProblemFamily]:
+    def make(**kwargs) -> ProblemFamily:
+        from l2l_tf.problems.cifar import CIFARFamily
+        return CIFARFamily(name, **kwargs)
+    return make
+
+
 _FACTORIES: dict[str, Callable[..., ProblemFamily]] = {
     "quadratic": QuadraticFamily,
     "mnist": _mnist,
     "mnist_mix": _mnist_mix,
+    "cifar10": _cifar("cifar10"),
+    "cifar5": _cifar("cifar5"),
+    "cifar2": _cifar("cifar2"),
 }
 
 
