@@ -52,7 +52,15 @@ flags.DEFINE_enum("optimizer_architecture", "lstm", ["lstm", "lstm_gac", "ntm_bf
 flags.DEFINE_integer("num_gac", 5, "lstm_gac/ntm_bfgs: global averaging cells per layer.", lower_bound=1)
 flags.DEFINE_enum("memory", "lbfgs", ["lbfgs", "full"], "ntm_bfgs: last-k ring buffer (O(kn)) or dense (O(n^2)).")
 flags.DEFINE_integer("memory_slots", 10, "ntm_bfgs with --memory=lbfgs: k, the writes kept.", lower_bound=1)
+flags.DEFINE_string("param_groups", "", "Separate LSTMs by parameter name: NAME=REGEX;NAME=REGEX (first match "
+                    "wins; every parameter must match one), e.g. 'conv=^conv;fc=.*' for CIFAR. Empty: one LSTM.")
 flags.DEFINE_float("max_update", 0.0, "Clip each proposed coordinate update to +-this (0: off).", lower_bound=0.0)
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: one replica; MirroredStrategy over this machine's devices (GPUs, or "
+                  "--cpu_replicas virtual CPUs); MultiWorkerMirroredStrategy over the workers in $TF_CONFIG. "
+                  "Each replica runs its own problems of the meta-batch and the meta-gradient is all-reduced.")
+flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored: split the CPU into this many virtual "
+                     "devices, one replica each (0: use the physical devices).", lower_bound=0)
 flags.DEFINE_integer("max_consecutive_skips", 20, "Stop after this many non-finite meta-steps in a row.",
                      lower_bound=1)
 cli.validate_flags_nonempty("save_path")
@@ -91,8 +99,33 @@ def architecture_settings() -> dict:
     return settings
 
 
+def make_strategy():
+    """The --strategy, built before TensorFlow initializes its devices (None: the default)."""
+    import tensorflow as tf
+
+    if FLAGS.cpu_replicas and FLAGS.strategy != "mirrored":
+        raise UserError("--cpu_replicas applies to --strategy=mirrored")
+    if FLAGS.strategy == "default":
+        return None
+    if FLAGS.strategy == "mirrored":
+        if FLAGS.cpu_replicas:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_replicas)
+            return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(FLAGS.cpu_replicas)])
+        return tf.distribute.MirroredStrategy()
+    if not os.environ.get("TF_CONFIG"):
+        raise UserError("--strategy=multi_worker needs $TF_CONFIG describing the cluster and this worker's task")
+    try:
+        config = json.loads(os.environ["TF_CONFIG"])
+        config["cluster"], config["task"]["type"], config["task"]["index"]  # noqa: B018 - presence check
+    except (ValueError, KeyError, TypeError):
+        raise UserError("$TF_CONFIG must be JSON with 'cluster' and 'task' {type, index}") from None
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def main(argv):
     del argv
+    strategy = make_strategy()
     import keras
     import tensorflow as tf
 
@@ -112,6 +145,9 @@ def main(argv):
                                      preprocess=FLAGS.preprocess, preprocess_p=FLAGS.preprocess_p,
                                      output_scale=FLAGS.output_scale, max_update=FLAGS.max_update,
                                      **architecture_settings())
+    if FLAGS.param_groups:
+        from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups
+        opt_config = GroupedConfig(parse_groups(FLAGS.param_groups), opt_config)
     save_path = FLAGS.save_path
     if os.path.exists(save_path) and not os.path.isdir(save_path):
         raise UserError(f"--save_path {save_path} exists and is not a directory")
@@ -125,10 +161,18 @@ def main(argv):
 
     family = problem_flags.family_from_flags(FLAGS.problem)
     optimizer = make_learned_optimizer(opt_config, seed=FLAGS.seed)
+    if FLAGS.param_groups:
+        names = family.sample("validation", FLAGS.seed, [0]).param_names
+        if names is None:
+            raise UserError(f"--param_groups needs named parameters; --problem={FLAGS.problem} has none")
+        for group, members in optimizer.assign(names).items():
+            logging.info("parameter group %s: %s", group, ", ".join(members) or "(none)")
     metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
-        "problem", "hidden_sizes", "activation", "batch_size", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
+        "problem", "hidden_sizes", "activation", "labels", "batch_size", "param_groups", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
         "loss_weights", "second_derivatives", "evaluation_period", "evaluation_epochs", "seed")}}
-    trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata)
+    trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata, strategy=strategy)
+    if trainer.num_replicas > 1:
+        logging.info("distributed meta-training: %d replicas (%s)", trainer.num_replicas, FLAGS.strategy)
     logging.info("meta-training %s on %s for %d epochs of %d steps (unroll %d); %d meta-parameters",
                  optimizer.label, family.name, config.num_epochs, config.num_steps, config.unroll_length,
                  sum(int(v.numpy().size) for v in optimizer.meta_variables))
@@ -144,7 +188,11 @@ def main(argv):
     summary = {"wall_seconds": round(time.time() - start, 1), "peak_memory_mb": round(peak_mb, 1),
                "epochs_run": result.epochs_run,
                "best_epoch": result.best_epoch, "best_validation_final_loss": result.best_validation,
-               "skipped_steps": result.skipped_steps, "validation": result.validation}
+               "skipped_steps": result.skipped_steps, "validation": result.validation,
+               "replicas": trainer.num_replicas, "strategy": FLAGS.strategy}
+    if not trainer.save_path:  # a non-chief worker: the chief writes the run
+        print(f"worker done: {summary['wall_seconds']} s; the chief wrote {os.path.abspath(save_path)}")
+        return
     with open(os.path.join(save_path, "training_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"trained optimizer: {os.path.abspath(save_path)} (best validation final loss "

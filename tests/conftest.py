@@ -13,6 +13,7 @@ if ROOT not in sys.path:
 def run_binary(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Runs bin/<name>.py with the test interpreter; returns the completed process."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)  # a cluster description from the environment would change what runs
     return subprocess.run([sys.executable, os.path.join(ROOT, "bin", f"{name}.py"), *args],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 

@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, run_binary
 
 FIXTURE = os.path.join(ROOT, "testdata", "mnist_subset.npz")
+CIFAR_FIXTURE = os.path.join(ROOT, "testdata", "cifar10_subset.npz")
 
 TINY_TRAIN = ["--num_epochs=4", "--num_steps=20", "--unroll_length=10", "--meta_batch_size=8",
               "--evaluation_period=2", "--evaluation_epochs=1", "--checkpoint_every=2"]
@@ -149,6 +150,25 @@ def _bad_cases(trained, tmp):
         "mnist flag on quadratic": (["l2l_evaluate", "--hidden_sizes=40", out], "does not apply"),
         "corrupt data file": (["l2l_evaluate", "--problem=mnist", f"--data_dir={a_file}", out],
                               "not a readable .npz"),
+        "heldout labels on cifar5": (["l2l_evaluate", "--problem=cifar5", "--labels=heldout",
+                                      f"--data_dir={CIFAR_FIXTURE}", out], "heldout"),
+        "labels on quadratic": (["l2l_evaluate", "--labels=heldout", out], "--labels"),
+        "data dir without cifar": (["l2l_evaluate", "--problem=cifar10", f"--data_dir={not_trained}", out],
+                                   "cifar-10-batches-py"),
+        "bad param groups": (["l2l_train", "--param_groups=conv", "--save_path=" + os.path.join(tmp, "s4")],
+                             "NAME=REGEX"),
+        "bad group regex": (["l2l_train", "--param_groups=conv=(", "--save_path=" + os.path.join(tmp, "s5")],
+                            "regular expression"),
+        "parameter in no group": (["l2l_train", "--problem=cifar2", f"--data_dir={CIFAR_FIXTURE}", "--batch_size=8",
+                                   "--param_groups=conv=^conv", "--save_path=" + os.path.join(tmp, "s6")],
+                                  "belongs to no group"),
+        "cpu replicas without mirrored": (["l2l_train", "--cpu_replicas=2", "--save_path=" + os.path.join(tmp, "s7")],
+                                          "--cpu_replicas"),
+        "multi worker without TF_CONFIG": (["l2l_train", "--strategy=multi_worker",
+                                            "--save_path=" + os.path.join(tmp, "s8")], "TF_CONFIG"),
+        "meta batch not divisible by replicas": (["l2l_train", "--strategy=mirrored", "--cpu_replicas=3",
+                                                  "--meta_batch_size=8", "--save_path=" + os.path.join(tmp, "s9")],
+                                                 "multiple of the 3 replicas"),
     }
 
 
@@ -175,7 +195,10 @@ BAD_CASES = [
     "zero problems", "inverted grid", "unknown optimizer", "missing output_dir", "missing data dir",
     "compare without a name", "compare missing path", "compare repeated name",
     "data dir without mnist", "bad hidden sizes", "unknown activation", "mnist flag on quadratic",
-    "corrupt data file"]
+    "corrupt data file",
+    "heldout labels on cifar5", "labels on quadratic", "data dir without cifar", "bad param groups",
+    "bad group regex", "parameter in no group", "cpu replicas without mirrored", "multi worker without TF_CONFIG",
+    "meta batch not divisible by replicas"]
 
 
 def test_the_battery_covers_every_case(bad_runs):
