@@ -18,6 +18,7 @@ exactly where a run stopped: training problems are a pure function of (seed, epo
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
@@ -193,6 +194,9 @@ class MetaTrainer:
         self.best_phi = [tf.Variable(v.value if hasattr(v, "value") else v, trainable=False) for v in self.phi]
         self._weights = tf.constant(config.weights)
         self._meta_steps: dict = {}
+        #: How often each family's truncation was traced (compiled): once per family, however many
+        #: epochs run. More means something in the inputs' structure or shapes changes.
+        self.traces: collections.Counter = collections.Counter()
         self._apply = tf.function(self._apply_fn)
         self._manager = None
         self._checkpoint = tf.train.Checkpoint(
@@ -224,6 +228,7 @@ class MetaTrainer:
                 return params, state, data, tf.reduce_mean(losses[-1]), meta_loss, grads
 
             def step(params, state, data, batches):
+                self.traces[family.name] += 1  # Python side effect: runs only while tracing
                 params, state, data, final, meta_loss, grads = strategy.run(
                     replica_step, args=(params, state, data, batches))
                 mean = lambda x: strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)  # noqa: E731

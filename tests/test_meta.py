@@ -91,3 +91,16 @@ def test_config_validation():
     with pytest.raises(UserError, match="loss_weights"):
         MetaTrainConfig(unroll_length=3, num_steps=3, loss_weights=(1.0, 2.0))
     assert list(MetaTrainConfig(unroll_length=2, num_steps=4).weights) == [1.0, 1.0]
+
+
+def test_meta_training_traces_each_truncation_once_whatever_the_epochs():
+    from conftest import ROOT
+    from l2l_tf.problems.mnist import MNISTFamily
+
+    for family, steps in ((QuadraticFamily(), 20), (MNISTFamily(batch_size=16, data_dir=os.path.join(
+            ROOT, "testdata", "mnist_subset.npz")), 10)):
+        trainer = MetaTrainer(family, CoordinatewiseLSTM(seed=0), MetaTrainConfig(
+            num_epochs=4, num_steps=steps, unroll_length=5, meta_batch_size=4, evaluation_period=2,
+            evaluation_epochs=1, log_period=100))
+        trainer.train()
+        assert dict(trainer.traces) == {family.name: 1}
