@@ -1,0 +1,63 @@
+"""A plain, unfused implementation of the coordinatewise LSTM optimizer's math.
+
+`CoordinatewiseLSTM` is the fast path: all coordinates of all parameter tensors form one
+batch, and each LSTM layer is Keras' fused cell (one input and one recurrent matmul for the
+four gates together). `UnfusedLSTM` computes the same function the obvious way, tensor by
+tensor and gate by gate (eight small matmuls per layer per tensor), reading the very same
+weights phi. It exists so that speed-ups are measured against an honest baseline in the same
+run (`bin/l2l_benchmark.py`) and so that tests can check that the fast path computes the
+same updates and meta-gradients.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from l2l_tf.optimizers.base import Optimizer
+from l2l_tf.optimizers.coordinatewise import ARCHITECTURE, CoordinatewiseLSTM
+
+
+class UnfusedLSTM(Optimizer):
+    """The coordinatewise LSTM rule of `source`, per tensor and per gate; phi is `source`'s."""
+
+    label = "L2L-unfused"
+
+    def __init__(self, source: CoordinatewiseLSTM, name: str = "unfused_lstm"):
+        super().__init__(name=name)
+        if source.config.architecture != ARCHITECTURE:
+            raise ValueError(f"the unfused reference implements the coordinatewise LSTM, not {source.config.architecture}")
+        self.source = source
+        self.config = source.config
+
+    @property
+    def meta_variables(self) -> list:
+        return self.source.meta_variables
+
+    def init(self, params, num_functions: int = 1, names=None):
+        return self.source.init(params, num_functions, names)
+
+    def _layer(self, cell, x, h, c):
+        units = cell.units
+        gates = []
+        for k in range(4):  # Keras' gate order: input, forget, cell candidate, output
+            cols = slice(k * units, (k + 1) * units)
+            gates.append(tf.matmul(x, cell.kernel[:, cols]) + tf.matmul(h, cell.recurrent_kernel[:, cols])
+                         + cell.bias[cols])
+        i, f, o = tf.sigmoid(gates[0]), tf.sigmoid(gates[1]), tf.sigmoid(gates[3])
+        c = f * c + i * tf.tanh(gates[2])
+        return o * tf.tanh(c), c
+
+    def update(self, grads, state, params):
+        del params
+        cells, output = self.source._cell.cells, self.source._output
+        updates, new_state = [], []
+        for g, layers in zip(grads, state):
+            x = self.source._preprocess(tf.reshape(g, [-1]), self.config.preprocess_p)
+            next_layers = []
+            for cell, (h, c) in zip(cells, layers):
+                x, c = self._layer(cell, x, h, c)
+                next_layers.append((x, c))
+            raw = tf.matmul(x, output.kernel) + output.bias
+            step = self.source._scale_and_clip(tf.reshape(raw, [-1]))
+            updates.append(tf.reshape(step, tf.shape(g)))
+            new_state.append(tuple(next_layers))
+        return updates, new_state
