@@ -18,10 +18,16 @@ def _mnist_mix(**kwargs) -> ProblemFamily:
     return mnist_mixture(**kwargs)
 
 
+def _neural_art(**kwargs) -> ProblemFamily:
+    from l2l_tf.problems.neural_art import neural_art_family  # imported lazily: it loads VGG weights
+    return neural_art_family(**kwargs)
+
+
 _FACTORIES: dict[str, Callable[..., ProblemFamily]] = {
     "quadratic": QuadraticFamily,
     "mnist": _mnist,
     "mnist_mix": _mnist_mix,
+    "neural_art": _neural_art,
 }
 
 
