@@ -86,7 +86,11 @@ def load_npz_weights(path: str, needed: Sequence[str]) -> dict[str, tuple[np.nda
 
 
 def load_keras_imagenet_weights(needed: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The `needed` layers' ImageNet weights from keras.applications (downloads when possible)."""
+    """The `needed` layers' ImageNet weights from keras.applications (downloads when possible).
+
+    Keras builds the whole network to load its weight file; only the needed layers' weights
+    are kept, and `VGGFeatures` builds nothing deeper than them.
+    """
     import keras
 
     try:
