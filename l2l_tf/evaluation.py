@@ -99,6 +99,15 @@ def run_trajectories(family: ProblemFamily, optimizer: Optimizer, problems: Iter
     return np.concatenate(curves, axis=1)
 
 
+def run_problem(family: ProblemFamily, optimizer: Optimizer, problem: Problem,
+                num_steps: int) -> tuple[np.ndarray, list]:
+    """(loss curve [num_steps + 1, functions], final parameters) of one problem, for callers
+    that need the optimized parameters themselves (e.g. the images of neural art)."""
+    losses, final = _runner(problem.family or family, optimizer)(problem, num_steps)
+    problem.release()
+    return losses, final.params
+
+
 def _final_score(curves: np.ndarray) -> float:
     final = curves[-1]
     return float(np.mean(final)) if np.all(np.isfinite(final)) else math.inf

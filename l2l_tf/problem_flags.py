@@ -11,6 +11,7 @@ from absl import flags
 
 from l2l_tf.cli import parse_int_list
 from l2l_tf.errors import UserError
+from l2l_tf.neural_art_flags import NEURAL_ART_FLAGS, neural_art_settings
 from l2l_tf.problems import make_family
 from l2l_tf.problems.base import ProblemFamily
 
@@ -35,6 +36,14 @@ flags.register_validator("data_dir", lambda p: p is None or os.path.exists(p),
 
 def family_settings(problem: str) -> dict:
     """The keyword arguments of `make_family(problem, ...)` from the flags."""
+    if problem == "neural_art":
+        for name in ("hidden_sizes", "activation", "batch_size"):
+            if FLAGS[name].present:
+                raise UserError(f"--{name} does not apply to --problem={problem}")
+        return neural_art_settings()
+    for name in NEURAL_ART_FLAGS:
+        if FLAGS[name].present:
+            raise UserError(f"--{name} does not apply to --problem={problem}")
     if problem == "mnist":
         return {"hidden_sizes": parse_int_list(FLAGS.hidden_sizes, "hidden_sizes"), "activation": FLAGS.activation,
                 "batch_size": FLAGS.batch_size, "data_dir": FLAGS.data_dir}

@@ -90,7 +90,9 @@ def _bad_cases(trained, tmp):
             with open(os.path.join(corrupt_ckpt, "checkpoints", name), "wb") as f:
                 f.write(b"not a checkpoint")
     train = ["l2l_train", "--save_path=" + os.path.join(tmp, "fresh")]
+    art = _tiny_art_files(tmp)
     return {
+        **_neural_art_cases(train, art, trained, out),
         "export without export_dir": (["l2l_export", f"--path={trained}"], "export_dir"),
         "export missing path": (["l2l_export", "--path=/no/such/optimizer", f"--export_dir={tmp}/e"], "/no/such"),
         "benchmark bad sizes": (["l2l_benchmark", "--sizes=abc", f"--output={tmp}/b.json"], "sizes"),
@@ -172,6 +174,40 @@ def _bad_cases(trained, tmp):
     }
 
 
+def _tiny_art_files(tmp):
+    """A style PNG, a CIFAR-like content npz and VGG weights holding block1_conv1 only."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    files = {"style": os.path.join(tmp, "style.png"), "cifar": os.path.join(tmp, "cifar.npz"),
+             "vgg": os.path.join(tmp, "vgg_block1_conv1.npz")}
+    plt.imsave(files["style"], np.random.default_rng(0).uniform(size=(16, 16, 3)))
+    np.savez(files["cifar"], x_train=np.zeros((4, 8, 8, 3), np.uint8), x_test=np.zeros((4, 8, 8, 3), np.uint8))
+    np.savez(files["vgg"], **{"block1_conv1/kernel": np.zeros((3, 3, 3, 4), np.float32),
+                              "block1_conv1/bias": np.zeros(4, np.float32)})
+    return files
+
+
+def _neural_art_cases(train, art, trained, out):
+    data = [f"--style_image={art['style']}", f"--content_cifar={art['cifar']}"]
+    neural = ["l2l_neural_art", f"--path={trained}", out]
+    return {
+        "art flag on quadratic": (train + ["--image_size=32"], "does not apply"),
+        "art unknown layer": (train + ["--problem=neural_art", "--style_layers=block9_conv1"], "style_layers"),
+        "art zero weights": (train + ["--problem=neural_art", "--content_weight=0", "--style_weight=0"],
+                             "cannot both be 0"),
+        "art tiny image": (train + ["--problem=neural_art", "--image_size=4"], "image_size"),
+        "art missing weights file": (train + ["--problem=neural_art", *data, "--vgg_weights=/no/such/vgg.npz"],
+                                     "does not exist"),
+        "art weights lack a layer": (train + ["--problem=neural_art", *data, f"--vgg_weights={art['vgg']}"],
+                                     "lacks layer block1_conv2"),
+        "art no content": (train + ["--problem=neural_art", f"--style_image={art['style']}"], "content images"),
+        "art stylize without content image": (neural + ["--mode=stylize"], "content_image"),
+        "art unknown baseline": (neural + ["--baselines=lbfgs"], "baselines"),
+        "art evaluate without content": (neural + [f"--style_image={art['style']}"], "content images"),
+    }
+
+
 @pytest.fixture(scope="module")
 def bad_runs(trained, tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("bad"))
@@ -198,7 +234,10 @@ BAD_CASES = [
     "corrupt data file",
     "heldout labels on cifar5", "labels on quadratic", "data dir without cifar", "bad param groups",
     "bad group regex", "parameter in no group", "cpu replicas without mirrored", "multi worker without TF_CONFIG",
-    "meta batch not divisible by replicas"]
+    "meta batch not divisible by replicas",
+    "art flag on quadratic", "art unknown layer", "art zero weights", "art tiny image", "art missing weights file",
+    "art weights lack a layer", "art no content", "art stylize without content image", "art unknown baseline",
+    "art evaluate without content"]
 
 
 def test_the_battery_covers_every_case(bad_runs):

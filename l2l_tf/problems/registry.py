@@ -25,6 +25,11 @@ def _cifar(name: str) -> Callable[..., ProblemFamily]:
     return make
 
 
+def _neural_art(**kwargs) -> ProblemFamily:
+    from l2l_tf.problems.neural_art import neural_art_family  # imported lazily: it loads VGG weights
+    return neural_art_family(**kwargs)
+
+
 _FACTORIES: dict[str, Callable[..., ProblemFamily]] = {
     "quadratic": QuadraticFamily,
     "mnist": _mnist,
@@ -32,6 +37,7 @@ _FACTORIES: dict[str, Callable[..., ProblemFamily]] = {
     "cifar10": _cifar("cifar10"),
     "cifar5": _cifar("cifar5"),
     "cifar2": _cifar("cifar2"),
+    "neural_art": _neural_art,
 }
 
 
