@@ -151,7 +151,7 @@ def evaluate_mode(optimizer, source) -> None:
             for i in range(min(FLAGS.grid_images, FLAGS.num_problems)):
                 content, where = family.content_of("test", FLAGS.seed, i)
                 finals = [evaluation.run_problem(family, opt, family.sample("test", FLAGS.seed, [i]),
-                                                 FLAGS.num_steps)[1][0].numpy() for opt in shown.values()]
+                                                 FLAGS.num_steps)[1].params[0].numpy() for opt in shown.values()]
                 rows.append([content, style_shown] + finals)
                 labels.append(where)
             art_plots.plot_image_grid(rows, ["content", "style"] + [f"{n} ({FLAGS.num_steps} steps)" for n in shown],
@@ -184,15 +184,14 @@ def stylize_mode(optimizer, source) -> None:
             lr, scores = evaluation.tune_learning_rate(family, opt, results["learning_rate_grid"],
                                                        lambda: [new_problem()], FLAGS.num_steps)
             logging.info("%s: tuned learning rate %.3g on this image", name, lr)
-        problem = new_problem()
-        curve, params = evaluation.run_problem(family, opt, problem, FLAGS.num_steps)
+        curve, final = evaluation.run_problem(family, opt, new_problem(), FLAGS.num_steps)
         entry = evaluation.summarize(curve, lr)
-        for metric, value in family.metrics(params, problem).items():
+        for metric, value in family.metrics(final.params, final).items():
             entry[f"final_{metric}_mean"] = value
         if lr is not None:
             entry["tuning_final_loss"] = {f"{k:.6g}": v if np.isfinite(v) else None for k, v in scores.items()}
         results["optimizers"][name] = entry
-        finals[name] = params[0].numpy()
+        finals[name] = final.params[0].numpy()
         png = art_images.write_png(finals[name], os.path.join(FLAGS.output_dir, f"{name}.png"))
         results["images"][name] = os.path.basename(png)
         logging.info("%s: final loss %.4g -> %s", name, float(curve[-1].mean()), png)

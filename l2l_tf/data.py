@@ -81,13 +81,17 @@ def _check(name: str, arrays: dict, where: str) -> ImageDataset:
     return ImageDataset(name, *out["train"], *out["test"], source=where, num_classes=num_classes)
 
 
-def _load_npz(name: str, path: str) -> ImageDataset:
+def read_npz(path: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (no pickles), or a one-line UserError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files}
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise UserError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    return _check(name, arrays, path)
+
+
+def _load_npz(name: str, path: str) -> ImageDataset:
+    return _check(name, read_npz(path), path)
 
 
 class _ArrayUnpickler(pickle.Unpickler):

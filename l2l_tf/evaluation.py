@@ -89,23 +89,22 @@ def run_trajectories(family: ProblemFamily, optimizer: Optimizer, problems: Iter
     """
     curves = []
     for problem in problems:
-        owner = problem.family or family
-        losses, final = _runner(owner, optimizer)(problem, num_steps)
-        problem.release()
+        losses, final = run_problem(family, optimizer, problem, num_steps)
         curves.append(losses)
         if metrics is not None:
-            for name, value in owner.metrics(final.params, final).items():
+            for name, value in (problem.family or family).metrics(final.params, final).items():
                 metrics.setdefault(name, []).append(value)
     return np.concatenate(curves, axis=1)
 
 
 def run_problem(family: ProblemFamily, optimizer: Optimizer, problem: Problem,
-                num_steps: int) -> tuple[np.ndarray, list]:
-    """(loss curve [num_steps + 1, functions], final parameters) of one problem, for callers
-    that need the optimized parameters themselves (e.g. the images of neural art)."""
+                num_steps: int) -> tuple[np.ndarray, Problem]:
+    """(loss curve [num_steps + 1, functions], the problem at its final parameters and data) of
+    one problem; its batch stream is released. For callers that need the optimized parameters
+    themselves (e.g. the images of neural art) or the evolved data (batch-norm statistics)."""
     losses, final = _runner(problem.family or family, optimizer)(problem, num_steps)
     problem.release()
-    return losses, final.params
+    return losses, final
 
 
 def _final_score(curves: np.ndarray) -> float:

@@ -30,14 +30,12 @@ def _batch_at(batches: Any, t) -> Any:
 
 def loss_and_grads(loss_fn: LossFn, params: list, data: Any, batch: Any) -> tuple[tf.Tensor, list]:
     """Per-function losses and the gradient of their sum (each function's own gradient)."""
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        losses = loss_fn(params, data, batch)
-        total = tf.reduce_sum(losses)
-    return losses, tape.gradient(total, params)
+    losses, _, grads = _losses_state_grads(lambda p, d, b: (loss_fn(p, d, b), d), params, data, batch)
+    return losses, grads
 
 
 def _losses_state_grads(loss_fn: StatefulLossFn, params: list, data: Any, batch: Any):
+    """`loss_and_grads` for a family's `loss_and_state`: also returns the data after the step."""
     with tf.GradientTape() as tape:
         tape.watch(params)
         losses, new_data = loss_fn(params, data, batch)

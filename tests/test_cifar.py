@@ -117,7 +117,7 @@ def test_batch_norm_statistics_follow_the_trajectory_but_not_theta(cifar2):
     assert np.all(mean0 == 0) and np.all(np.abs(new_mean0) > 0)
     problem.release()
 
-    curves, end = evaluation._runner(cifar2, Adam(1e-2))(cifar2.sample("test", 0, [1]), 6)
+    curves, end = evaluation.run_problem(cifar2, Adam(1e-2), cifar2.sample("test", 0, [1]), 6)
     assert curves.shape == (7, 1)
     assert not np.allclose(end.data[0].numpy(), 0)  # the evaluator hands metrics the evolved statistics
     accuracy = cifar2.metrics(end.params, end)["test_accuracy"]

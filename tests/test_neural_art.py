@@ -226,8 +226,8 @@ def test_one_optimizer_meta_trained_small_runs_at_twice_the_size(art_data):
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, optimizer.meta_variables))
     for family, size in ((small, 16), (large, 32)):
         problem = sample_problems(family, "test", 0, 1)[0]
-        curve, params = run_problem(family, optimizer, problem, 3)
-        assert params[0].shape == (size, size, 3) and curve.shape == (4, 1) and np.isfinite(curve).all()
+        curve, final = run_problem(family, optimizer, problem, 3)
+        assert final.params[0].shape == (size, size, 3) and curve.shape == (4, 1) and np.isfinite(curve).all()
     assert large.describe()["num_params"] == 4 * small.describe()["num_params"]
 
 

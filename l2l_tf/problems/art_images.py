@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from l2l_tf.data import read_npz
 from l2l_tf.errors import UserError
 from l2l_tf.problems.base import SPLITS
 
@@ -90,16 +91,11 @@ def load_cifar_images(path: str) -> tuple[np.ndarray, np.ndarray]:
     """(x_train, x_test) uint8 [N, h, w, 3] from a CIFAR-10 npz (labels are not needed)."""
     if not os.path.isfile(path):
         raise UserError(f"CIFAR-10 file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("x_train", "x_test") if k not in f.files]
-            if missing:
-                raise UserError(f"{path}: missing array {missing[0]!r} (expected x_train and x_test)")
-            x_train, x_test = f["x_train"], f["x_test"]
-    except UserError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    arrays = read_npz(path)
+    missing = [k for k in ("x_train", "x_test") if k not in arrays]
+    if missing:
+        raise UserError(f"{path}: missing array {missing[0]!r} (expected x_train and x_test)")
+    x_train, x_test = arrays["x_train"], arrays["x_test"]
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8 or len(x) == 0:
             raise UserError(f"{path}: {name} has shape {x.shape} and dtype {x.dtype}; expected (N, h, w, 3) uint8")
