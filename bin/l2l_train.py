@@ -9,6 +9,7 @@ TensorBoard logs under --save_path; `l2l_evaluate --path=<save_path>` evaluates 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import signal
@@ -63,6 +64,10 @@ flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored: split the CPU
                      "devices, one replica each (0: use the physical devices).", lower_bound=0)
 flags.DEFINE_integer("max_consecutive_skips", 20, "Stop after this many non-finite meta-steps in a row.",
                      lower_bound=1)
+flags.DEFINE_string("gradient_checkpointing", "off", "Recompute the unroll's activations in the backward pass "
+                    "instead of keeping them: 'off', 'sqrt' (segments of ceil(sqrt(unroll_length)) steps: memory "
+                    "grows like sqrt(T)), or a segment length in steps. Same meta-gradient, ~1/3 more time.")
+flags.DEFINE_bool("jit_compile", False, "Compile each truncation with XLA (slower on CPU; for GPUs).")
 cli.validate_flags_nonempty("save_path")
 
 
@@ -97,6 +102,23 @@ def architecture_settings() -> dict:
     if arch == "ntm_bfgs":
         settings.update(memory=FLAGS.memory, memory_slots=FLAGS.memory_slots)
     return settings
+
+
+def parse_checkpointing(text: str, unroll_length: int) -> int:
+    """--gradient_checkpointing as MetaTrainConfig.checkpoint_segment (0: off)."""
+    text = text.strip().lower()
+    if text == "off":
+        return 0
+    if text == "sqrt":
+        return math.ceil(math.sqrt(unroll_length))
+    try:
+        segment = int(text)
+    except ValueError:
+        segment = -1
+    if not 1 <= segment <= unroll_length:
+        raise UserError(f"--gradient_checkpointing must be 'off', 'sqrt' or a segment length from 1 to "
+                        f"--unroll_length ({unroll_length}), got {text!r}")
+    return segment
 
 
 def make_strategy():
@@ -140,7 +162,9 @@ def main(argv):
         loss_weights=cli.parse_float_list(FLAGS.loss_weights, "loss_weights") if FLAGS.loss_weights else None,
         evaluation_period=FLAGS.evaluation_period, evaluation_epochs=FLAGS.evaluation_epochs,
         checkpoint_every=FLAGS.checkpoint_every, log_period=FLAGS.log_period, seed=FLAGS.seed,
-        max_consecutive_skips=FLAGS.max_consecutive_skips)
+        max_consecutive_skips=FLAGS.max_consecutive_skips,
+        checkpoint_segment=parse_checkpointing(FLAGS.gradient_checkpointing, FLAGS.unroll_length),
+        jit_compile=FLAGS.jit_compile)
     opt_config = LSTMOptimizerConfig(layers=cli.parse_int_list(FLAGS.lstm_layers, "lstm_layers"),
                                      preprocess=FLAGS.preprocess, preprocess_p=FLAGS.preprocess_p,
                                      output_scale=FLAGS.output_scale, max_update=FLAGS.max_update,
@@ -169,7 +193,8 @@ def main(argv):
             logging.info("parameter group %s: %s", group, ", ".join(members) or "(none)")
     metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
         "problem", "hidden_sizes", "activation", "labels", "batch_size", "param_groups", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
-        "loss_weights", "second_derivatives", "evaluation_period", "evaluation_epochs", "seed")}}
+        "loss_weights", "second_derivatives", "gradient_checkpointing", "jit_compile", "evaluation_period",
+        "evaluation_epochs", "seed")}}
     trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata, strategy=strategy)
     if trainer.num_replicas > 1:
         logging.info("distributed meta-training: %d replicas (%s)", trainer.num_replicas, FLAGS.strategy)

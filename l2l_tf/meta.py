@@ -35,7 +35,7 @@ from l2l_tf.errors import UserError
 from l2l_tf.evaluation import run_trajectories, sample_problems
 from l2l_tf.optimizers.base import Optimizer
 from l2l_tf.problems.base import ProblemFamily
-from l2l_tf.unroll import run_steps
+from l2l_tf.unroll import run_steps, run_steps_recomputed
 
 
 @dataclasses.dataclass
@@ -56,6 +56,12 @@ class MetaTrainConfig:
     log_period: int = 50
     seed: int = 0
     max_consecutive_skips: int = 20
+    #: > 0: recompute the unroll's activations in segments of this many steps in the backward
+    #: pass (gradient checkpointing: same meta-gradient, memory ~ T/k + k steps instead of T).
+    checkpoint_segment: int = 0
+    #: Compile each truncation with XLA. Measured on the 2-core CPU dev machine it is 3-6x
+    #: SLOWER (bin/l2l_benchmark.py, RESULTS.md), so it is off; it is there for GPUs.
+    jit_compile: bool = False
 
     def __post_init__(self):
         positive = ("num_epochs", "num_steps", "unroll_length", "meta_batch_size", "evaluation_period",
@@ -67,6 +73,9 @@ class MetaTrainConfig:
             raise UserError(f"num_steps ({self.num_steps}) must be a multiple of unroll_length ({self.unroll_length})")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise UserError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if not 0 <= int(self.checkpoint_segment) <= self.unroll_length:
+            raise UserError(f"checkpoint_segment must be between 0 (off) and unroll_length ({self.unroll_length}), "
+                            f"got {self.checkpoint_segment}")
         if not self.clip_norm > 0:
             raise UserError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.loss_weights is not None:
@@ -115,7 +124,7 @@ class TrainingInterrupted(Exception):
 
 
 def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, weights,
-                  second_derivatives: bool = False):
+                  second_derivatives: bool = False, checkpoint_segment: int = 0):
     """One truncation: T = len(weights) steps, the meta-loss and its gradient w.r.t. phi.
 
     meta-loss = sum_{t=1..T} w_t * mean over functions of f(theta_t). theta_0 and the
@@ -124,13 +133,21 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
     `loss_fn` is a family's `loss_and_state`; the problem data it evolves (batch-norm
     statistics) comes back as data_T, for the next truncation.
 
+    `checkpoint_segment` > 0 recomputes the unroll's activations in segments of that many
+    steps during the backward pass (`run_steps_recomputed`): the same values in less memory.
+
     Returns (theta_T, state_T, data_T, losses [T+1, functions], meta-loss, gradients w.r.t. phi).
     """
     weights = tf.convert_to_tensor(weights, tf.float32)
     phi = optimizer.meta_variables
+    num_steps = int(weights.shape[0])
     with tf.GradientTape() as tape:
-        params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches,
-                                                int(weights.shape[0]), second_derivatives)
+        if checkpoint_segment:
+            params, state, data, losses = run_steps_recomputed(loss_fn, optimizer, params, state, data, batches,
+                                                               num_steps, checkpoint_segment, second_derivatives)
+        else:
+            params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches, num_steps,
+                                                    second_derivatives)
         per_step = tf.reduce_mean(losses[1:], axis=1)
         meta_loss = tf.reduce_sum(weights * per_step)
     grads = tape.gradient(meta_loss, phi)
@@ -219,12 +236,17 @@ class MetaTrainer:
         communication) makes this the plain single-process step.
         """
         if id(family) not in self._meta_steps:
-            strategy = self.strategy
+            strategy, cfg = self.strategy, self.config
+
+            def truncation(params, state, data, batches):
+                return meta_gradient(family.loss_and_state, self.optimizer, params, state, data, batches,
+                                     self._weights, cfg.second_derivatives, cfg.checkpoint_segment)
+
+            if cfg.jit_compile:
+                truncation = tf.function(truncation, jit_compile=True)
 
             def replica_step(params, state, data, batches):
-                params, state, data, losses, meta_loss, grads = meta_gradient(
-                    family.loss_and_state, self.optimizer, params, state, data, batches, self._weights,
-                    self.config.second_derivatives)
+                params, state, data, losses, meta_loss, grads = truncation(params, state, data, batches)
                 return params, state, data, tf.reduce_mean(losses[-1]), meta_loss, grads
 
             def step(params, state, data, batches):

@@ -78,3 +78,81 @@ def run_steps(loss_fn: StatefulLossFn, optimizer: Optimizer, params: list, state
     final_losses, _ = loss_fn(params, data, _batch_at(batches, num_steps))
     array = array.write(num_steps, final_losses)
     return params, state, data, array.stack()
+
+
+def _recompute_grad(f: Callable) -> Callable:
+    """`f` whose activations are rebuilt in the backward pass instead of kept (graph mode).
+
+    `tf.recompute_grad` cannot be used: it runs the forward pass under `stop_recording`,
+    which also blinds the tapes *inside* f, and our unroll needs those for the optimizee
+    gradients. Here the forward pass runs normally; the custom gradient discards what the
+    outer tape would have kept and, once the incoming gradients exist, recomputes f under a
+    fresh tape to differentiate it (w.r.t. its arguments and the variables it reads: phi).
+    """
+
+    @tf.custom_gradient
+    def inner(*args):
+        result = f(*args)
+
+        def grad(*dresult, variables=None):
+            # A data dependency on the incoming gradient, so the recomputation cannot be
+            # scheduled early (during the forward pass) and keep its activations alive.
+            first = tf.reshape(dresult[0], [-1])[:1]
+            nan_if_not = tf.where(tf.reduce_all(tf.equal(first, first)), 0.0, float("nan"))
+            with tf.GradientTape() as tape:
+                inputs = [a + tf.cast(nan_if_not, a.dtype) * 0 for a in args]
+                tape.watch(inputs)
+                if variables:
+                    tape.watch(variables)
+                recomputed = f(*inputs)
+            sources = inputs + list(variables or [])
+            grads = tape.gradient(recomputed, sources, output_gradients=list(dresult),
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return (grads[:len(args)], grads[len(args):]) if variables else grads
+
+        return result, grad
+
+    return inner
+
+
+def _slice_batches(batches: Any, start: int, count: int) -> Any:
+    return tf.nest.map_structure(lambda b: b[start:start + count], batches)
+
+
+def run_steps_recomputed(loss_fn: StatefulLossFn, optimizer: Optimizer, params: list, state: Any, data: Any,
+                         batches: Any, num_steps: int, segment_length: int,
+                         second_derivatives: bool = False) -> tuple[list, Any, Any, tf.Tensor]:
+    """`run_steps` with a static unroll cut into segments whose activations are recomputed.
+
+    Backpropagating through a T-step unroll keeps every step's activations (the LSTM's
+    gates for every coordinate, the optimizee's forward pass) alive until the backward pass:
+    memory linear in T. Here each segment of `segment_length` steps runs under
+    `tf.recompute_grad`: only (theta, optimizer state, data) at segment boundaries are kept,
+    and a segment's activations are rebuilt when the backward pass reaches it. With segments
+    of about sqrt(T) steps, memory grows like sqrt(T) at the price of one more forward pass
+    (~1/3 more time). The values and gradients are those of `run_steps`: each segment ends by
+    scoring its last iterate on the next batch, exactly the loss the next segment's first
+    step computes again.
+
+    Batches (integer labels among them) are captured by the segment function rather than
+    passed in, since every argument is differentiated. Must run inside a `tf.function`.
+    """
+    if not (isinstance(num_steps, int) and 0 < segment_length):
+        raise ValueError("run_steps_recomputed needs a static num_steps and a positive segment_length")
+    params = list(params)
+    losses = []
+    for start in range(0, num_steps, segment_length):
+        steps = min(segment_length, num_steps - start)
+        segment_batches = _slice_batches(batches, start, steps + 1)
+        carried = (params, state, data)
+
+        def segment(*flat, _batches=segment_batches, _steps=steps, _structure=carried):
+            p, s, d = tf.nest.pack_sequence_as(_structure, list(flat))
+            p, s, d, seg_losses = run_steps(loss_fn, optimizer, p, s, d, _batches, _steps, second_derivatives)
+            return tf.nest.flatten((p, s, d)) + [seg_losses]
+
+        out = _recompute_grad(segment)(*tf.nest.flatten(carried))
+        params, state, data = tf.nest.pack_sequence_as(carried, list(out[:-1]))
+        params = list(params)
+        losses.append(out[-1] if not losses else out[-1][1:])
+    return params, state, data, tf.concat(losses, axis=0)
