@@ -34,8 +34,17 @@ def loss_and_grads(loss_fn: LossFn, params: list, data: Any, batch: Any) -> tupl
     return losses, grads
 
 
-def _losses_state_grads(loss_fn: StatefulLossFn, params: list, data: Any, batch: Any):
-    """`loss_and_grads` for a family's `loss_and_state`: also returns the data after the step."""
+def _losses_state_grads(loss_fn: StatefulLossFn, params: list, data: Any, batch: Any, symbolic: bool = False):
+    """`loss_and_grads` for a family's `loss_and_state`: also returns the data after the step.
+
+    `symbolic` takes the gradient with `tf.gradients` (graph mode only) instead of a tape:
+    under `tf.recompute_grad` the forward pass runs with every tape stopped, and only a
+    symbolic gradient still sees the optimizee's loss there.
+    """
+    if symbolic:
+        losses, new_data = loss_fn(params, data, batch)
+        grads = tf.gradients(tf.reduce_sum(losses), params)
+        return losses, new_data, [tf.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
     with tf.GradientTape() as tape:
         tape.watch(params)
         losses, new_data = loss_fn(params, data, batch)
@@ -44,7 +53,8 @@ def _losses_state_grads(loss_fn: StatefulLossFn, params: list, data: Any, batch:
 
 
 def run_steps(loss_fn: StatefulLossFn, optimizer: Optimizer, params: list, state: Any, data: Any, batches: Any,
-              num_steps, second_derivatives: bool = False) -> tuple[list, Any, Any, tf.Tensor]:
+              num_steps, second_derivatives: bool = False,
+              symbolic_gradients: bool = False) -> tuple[list, Any, Any, tf.Tensor]:
     """Runs `num_steps` optimizer steps from (params, state, data).
 
     Args:
@@ -53,6 +63,7 @@ def run_steps(loss_fn: StatefulLossFn, optimizer: Optimizer, params: list, state
       batches: a nest with leading dimension num_steps + 1 (the last batch scores the final
         iterate), or () for losses without batches.
       num_steps: a Python int (static unroll, differentiable) or a scalar int tensor.
+      symbolic_gradients: optimizee gradients by `tf.gradients` (inside `tf.function` only).
 
     Returns:
       (final params, final optimizer state, final data, losses [num_steps + 1, num_functions]).
@@ -61,7 +72,8 @@ def run_steps(loss_fn: StatefulLossFn, optimizer: Optimizer, params: list, state
     if isinstance(num_steps, int):
         losses = []
         for t in range(num_steps):
-            step_losses, data, grads = _losses_state_grads(loss_fn, params, data, _batch_at(batches, t))
+            step_losses, data, grads = _losses_state_grads(loss_fn, params, data, _batch_at(batches, t),
+                                                           symbolic_gradients)
             if not second_derivatives:
                 grads = [tf.stop_gradient(g) for g in grads]
             losses.append(step_losses)
@@ -78,41 +90,6 @@ def run_steps(loss_fn: StatefulLossFn, optimizer: Optimizer, params: list, state
     final_losses, _ = loss_fn(params, data, _batch_at(batches, num_steps))
     array = array.write(num_steps, final_losses)
     return params, state, data, array.stack()
-
-
-def _recompute_grad(f: Callable) -> Callable:
-    """`f` whose activations are rebuilt in the backward pass instead of kept (graph mode).
-
-    `tf.recompute_grad` cannot be used: it runs the forward pass under `stop_recording`,
-    which also blinds the tapes *inside* f, and our unroll needs those for the optimizee
-    gradients. Here the forward pass runs normally; the custom gradient discards what the
-    outer tape would have kept and, once the incoming gradients exist, recomputes f under a
-    fresh tape to differentiate it (w.r.t. its arguments and the variables it reads: phi).
-    """
-
-    @tf.custom_gradient
-    def inner(*args):
-        result = f(*args)
-
-        def grad(*dresult, variables=None):
-            # A data dependency on the incoming gradient, so the recomputation cannot be
-            # scheduled early (during the forward pass) and keep its activations alive.
-            first = tf.reshape(dresult[0], [-1])[:1]
-            nan_if_not = tf.where(tf.reduce_all(tf.equal(first, first)), 0.0, float("nan"))
-            with tf.GradientTape() as tape:
-                inputs = [a + tf.cast(nan_if_not, a.dtype) * 0 for a in args]
-                tape.watch(inputs)
-                if variables:
-                    tape.watch(variables)
-                recomputed = f(*inputs)
-            sources = inputs + list(variables or [])
-            grads = tape.gradient(recomputed, sources, output_gradients=list(dresult),
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return (grads[:len(args)], grads[len(args):]) if variables else grads
-
-        return result, grad
-
-    return inner
 
 
 def _slice_batches(batches: Any, start: int, count: int) -> Any:
@@ -134,6 +111,9 @@ def run_steps_recomputed(loss_fn: StatefulLossFn, optimizer: Optimizer, params: 
     scoring its last iterate on the next batch, exactly the loss the next segment's first
     step computes again.
 
+    `tf.recompute_grad` runs the forward pass with all tapes stopped, so the optimizee
+    gradients inside a segment are symbolic (`tf.gradients`); in the recomputation they are
+    taken under the recomputing tape, so second derivatives still flow when asked for.
     Batches (integer labels among them) are captured by the segment function rather than
     passed in, since every argument is differentiated. Must run inside a `tf.function`.
     """
@@ -148,10 +128,11 @@ def run_steps_recomputed(loss_fn: StatefulLossFn, optimizer: Optimizer, params: 
 
         def segment(*flat, _batches=segment_batches, _steps=steps, _structure=carried):
             p, s, d = tf.nest.pack_sequence_as(_structure, list(flat))
-            p, s, d, seg_losses = run_steps(loss_fn, optimizer, p, s, d, _batches, _steps, second_derivatives)
+            p, s, d, seg_losses = run_steps(loss_fn, optimizer, p, s, d, _batches, _steps, second_derivatives,
+                                            symbolic_gradients=True)
             return tf.nest.flatten((p, s, d)) + [seg_losses]
 
-        out = _recompute_grad(segment)(*tf.nest.flatten(carried))
+        out = tf.recompute_grad(segment)(*tf.nest.flatten(carried))
         params, state, data = tf.nest.pack_sequence_as(carried, list(out[:-1]))
         params = list(params)
         losses.append(out[-1] if not losses else out[-1][1:])
