@@ -1,25 +1,28 @@
 #!/usr/bin/env python3
-"""Benchmarks the Keras wrapper: step time and memory per parameter vs keras.optimizers.Adam.
+"""Benchmarks: meta-training speed, update cost, memory, and the Keras wrapper, vs references.
 
-    python bin/l2l_benchmark.py --output=benchmarks/results.json
+    python bin/l2l_benchmark.py --data_dir=../shared/data --output=benchmarks/results.json
 
-For each model size (MLPs 100 -> h -> 10 with about 1e4, 1e5, 1e6 parameters) and each
-optimizer (`LearnedOptimizer`, `keras.optimizers.Adam`), one fresh process measures
-  * the optimizer step alone: `optimizer.apply(grads, variables)` in a `tf.function`,
-  * a whole training step: `model.train_on_batch` (forward, backward, optimizer step),
-as the median over --repeats repeats of --steps steps each, after --warmup steps, in wall
-time and in process CPU time (which other jobs on a shared machine barely affect), and
-  * optimizer state bytes per parameter (exact: the optimizer's variables),
-  * peak resident memory growth per parameter (the process's VmHWM after the timed steps
-    minus its VmRSS before the optimizer existed; includes compiled-graph overheads, so it
-    is only meaningful for the larger models).
-A fresh process per measurement keeps one measurement's peak memory out of the next.
+Sections (--benchmarks; each case runs in a fresh process, each figure is the median of
+--repeats repeats after --warmup untimed ones, in wall and process-CPU time):
 
-Timing does not depend on phi's values, so without --path the learned optimizer is an
-untrained network of the default architecture (2 LSTM layers of 20 units).
+  meta_training  optimizee steps per second of meta-training (MNIST default MLP, batch 128,
+                 unroll 20; quadratics, 128 functions), backward pass and Adam included: the
+                 fused fast path, the plain unfused reference of the same math, and the fast
+                 path under XLA; with --profile, a profiler trace summarized per op type.
+  update         one learned update vs one Keras Adam update on flat vectors (--update_sizes),
+                 the LSTM's achieved matmul GFLOP/s, and the GFLOP/s of a large square matmul
+                 and of the LSTM's own matmul shapes measured in the same run.
+  memory         peak memory of meta-training vs unroll length (--unrolls), with and
+                 without gradient checkpointing (segments of ceil(sqrt(T)) steps).
+  keras_wrapper  `LearnedOptimizer` vs `keras.optimizers.Adam` in a Keras model: optimizer
+                 step and train step time, state bytes and peak memory per parameter, for
+                 MLPs 100 -> h -> 10 of about --sizes parameters.
 
-Results go under the top-level key "keras_wrapper" of --output; other keys of an existing
-file are kept, so other benchmarks can share it.
+Results go under one top-level key per section of --output; other keys of an existing file
+are kept, so sections can be re-run one at a time. Timing does not depend on phi's values,
+so the learned optimizer is an untrained network of the default architecture unless --path
+is given (keras_wrapper).
 """
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -39,20 +41,27 @@ from absl import flags  # noqa: E402
 from l2l_tf import cli  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 
-SECTION = "keras_wrapper"
-OPTIMIZERS = ("learned", "adam")
+SECTIONS = ("meta_training", "update", "memory", "keras_wrapper")
+KERAS_OPTIMIZERS = ("learned", "learned_xla", "learned_bfloat16", "adam")
 INPUT_DIM, OUTPUT_DIM = 100, 10
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output", "benchmarks/results.json", "JSON file to write (key 'keras_wrapper').")
-flags.DEFINE_string("sizes", "1e4,1e5,1e6", "Approximate parameter counts of the benchmarked models.")
-flags.DEFINE_string("path", None, "Learned optimizer (directory, export or bundled name); default: an untrained "
-                    "network of the default architecture.")
+flags.DEFINE_string("output", "benchmarks/results.json", "JSON file to write (one key per section).")
+flags.DEFINE_list("benchmarks", list(SECTIONS), f"Sections to run, of {', '.join(SECTIONS)}.")
+flags.DEFINE_string("data_dir", None, "MNIST for meta_training and memory: mnist.npz, a folder holding it, or a "
+                    "tensorflow-datasets folder (default: $L2L_DATA_DIR, then tensorflow-datasets).")
+flags.DEFINE_list("meta_problems", ["mnist", "quadratic"], "meta_training: problems (mnist, quadratic).")
+flags.DEFINE_bool("profile", True, "meta_training: also record a profiler trace of one epoch and summarize it.")
+flags.DEFINE_string("update_sizes", "1e4,1e5,1e6,1e7", "update: flat vector sizes.")
+flags.DEFINE_list("unrolls", ["10", "20", "50", "100"], "memory: unroll lengths.")
+flags.DEFINE_string("sizes", "1e4,1e5,1e6", "keras_wrapper: approximate parameter counts of the models.")
+flags.DEFINE_string("path", None, "keras_wrapper: learned optimizer (directory, export or bundled name); default: "
+                    "an untrained network of the default architecture.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).", lower_bound=1)
-flags.DEFINE_integer("steps", 10, "Steps per timed repeat.", lower_bound=1)
-flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing, allocation).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "Batch size of the training step.", lower_bound=1)
-flags.DEFINE_string("worker", None, "Internal: 'PARAMS,OPTIMIZER' measures one case and prints JSON.")
+flags.DEFINE_integer("steps", 10, "keras_wrapper: steps per timed repeat.", lower_bound=1)
+flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocation).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 32, "keras_wrapper: batch size of the training step.", lower_bound=1)
+flags.DEFINE_string("worker", None, "Internal: 'SECTION:ARG,ARG' measures one case and prints JSON.")
 cli.validate_flags_nonempty("output")
 
 
@@ -61,53 +70,24 @@ def hidden_units(params: float) -> int:
     return max(1, round((params - OUTPUT_DIM) / (INPUT_DIM + 1 + OUTPUT_DIM)))
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text: str, flag: str = "sizes", minimum: int = 2 * (INPUT_DIM + OUTPUT_DIM)) -> list[int]:
     try:
         sizes = [int(float(s)) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--sizes must be comma-separated numbers, got {text!r}") from None
-    if not sizes or any(s < 2 * (INPUT_DIM + OUTPUT_DIM) for s in sizes):
-        raise UserError(f"--sizes must list parameter counts of at least {2 * (INPUT_DIM + OUTPUT_DIM)}, got {text!r}")
+        raise UserError(f"--{flag} must be comma-separated numbers, got {text!r}") from None
+    if not sizes or any(s < minimum for s in sizes):
+        raise UserError(f"--{flag} must list sizes of at least {minimum}, got {text!r}")
     return sizes
 
 
-def _proc_status(field: str) -> int:
-    """A memory field of /proc/self/status in bytes (VmRSS: now, VmHWM: peak)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _time_steps(fn, sync) -> dict:
-    """Wall and process-CPU milliseconds per step: the median and every repeat.
-
-    CPU time (all threads of this process) is what a step costs; wall time is what a user
-    waits, and on a shared machine it also counts the time other jobs held the cores.
-    """
-    for _ in range(FLAGS.warmup):
-        fn()
-    sync()
-    wall, cpu = [], []
-    for _ in range(FLAGS.repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        for _ in range(FLAGS.steps):
-            fn()
-        sync()
-        wall.append(1e3 * (time.perf_counter() - start) / FLAGS.steps)
-        cpu.append(1e3 * (time.process_time() - start_cpu) / FLAGS.steps)
-    return {"ms": statistics.median(wall), "cpu_ms": statistics.median(cpu),
-            "ms_repeats": [round(t, 3) for t in wall], "cpu_ms_repeats": [round(t, 3) for t in cpu]}
-
-
-def measure(params: int, which: str) -> dict:
+def measure_keras_wrapper(params: int, which: str) -> dict:
     """One case, in this process: times and memory of optimizer `which` on a model of ~params."""
     import keras
     import numpy as np
     import tensorflow as tf
 
     from l2l_tf import LearnedOptimizer
+    from l2l_tf.benchmarks.common import proc_status, time_calls
     from l2l_tf.optimizers import CoordinatewiseLSTM
 
     keras.utils.set_random_seed(0)
@@ -121,20 +101,22 @@ def measure(params: int, which: str) -> dict:
     n = int(sum(np.prod(v.shape) for v in variables))
     grads = [tf.constant(np.random.default_rng(2).standard_normal(v.shape).astype(np.float32) * 1e-2)
              for v in variables]
-    rss_before = _proc_status("VmRSS")
+    rss_before = proc_status("VmRSS")
 
     if which == "adam":
         optimizer = keras.optimizers.Adam(1e-3)
     else:
-        optimizer = LearnedOptimizer(FLAGS.path if FLAGS.path else CoordinatewiseLSTM(), learning_rate=0.01)
+        state_dtype = "bfloat16" if which == "learned_bfloat16" else "float32"
+        optimizer = LearnedOptimizer(FLAGS.path if FLAGS.path else CoordinatewiseLSTM(), learning_rate=0.01,
+                                     state_dtype=state_dtype, jit_compile=which == "learned_xla")
     optimizer.build(variables)
     apply = tf.function(lambda: optimizer.apply(grads, variables))
     sync = lambda: optimizer.iterations.numpy()  # noqa: E731 - blocks until the steps have run
-    apply_times = _time_steps(apply, sync)
+    apply_times = time_calls(apply, sync, FLAGS.warmup, FLAGS.repeats, FLAGS.steps)
 
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    train_times = _time_steps(lambda: model.train_on_batch(x, y), sync)
-    peak = _proc_status("VmHWM")
+    train_times = time_calls(lambda: model.train_on_batch(x, y), sync, FLAGS.warmup, FLAGS.repeats, FLAGS.steps)
+    peak = proc_status("VmHWM")
     state_bytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in optimizer.variables)
     return {"optimizer": which, "params": n, "hidden_units": h,
             **{f"apply_{k}": v for k, v in apply_times.items()},
@@ -142,84 +124,185 @@ def measure(params: int, which: str) -> dict:
             "state_bytes_per_param": state_bytes / n, "peak_rss_growth_bytes_per_param": (peak - rss_before) / n}
 
 
-def run_worker(params: int, which: str) -> dict:
-    args = [sys.executable, os.path.abspath(__file__), f"--worker={params},{which}", f"--repeats={FLAGS.repeats}",
-            f"--steps={FLAGS.steps}", f"--warmup={FLAGS.warmup}", f"--batch_size={FLAGS.batch_size}",
-            f"--output={FLAGS.output}"] + ([f"--path={FLAGS.path}"] if FLAGS.path else [])
+def measure_case(section: str, args: list[str]) -> dict:
+    """The worker side: one case of one section, measured in this (fresh) process."""
+    if section == "keras_wrapper":
+        return measure_keras_wrapper(int(args[0]), args[1])
+    if section == "meta_training":
+        from l2l_tf.benchmarks import meta_training
+
+        profile_dir = os.path.join(os.path.dirname(os.path.abspath(FLAGS.output)), "profiles") if FLAGS.profile else None
+        return meta_training.measure(args[0], args[1], FLAGS.data_dir, FLAGS.warmup, FLAGS.repeats,
+                                     profile_dir if args[1] != "fast_xla" else None)
+    if section == "update":
+        from l2l_tf.benchmarks import update_cost
+
+        if args[0] == "matmul":
+            return update_cost.machine_matmul(FLAGS.warmup, FLAGS.repeats)
+        return update_cost.measure(int(args[0]), args[1], FLAGS.warmup, FLAGS.repeats)
+    if section == "memory":
+        from l2l_tf.benchmarks import memory
+
+        return memory.measure("mnist", int(args[0]), args[1], FLAGS.data_dir)
+    raise UserError(f"unknown benchmark section {section!r}")
+
+
+def run_worker(section: str, *args) -> dict:
+    """Runs one case in a fresh process; a failure (e.g. out of memory) is recorded, not fatal."""
+    forwarded = [FLAGS[name].serialize()
+                 for name in ("output", "data_dir", "profile", "path", "repeats", "steps", "warmup", "batch_size")
+                 if FLAGS[name].value is not None]
+    cmd = [sys.executable, os.path.abspath(__file__), f"--worker={section}:{','.join(map(str, args))}", *forwarded]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise UserError(f"the {which} benchmark at {params} parameters failed: "
-                        f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        print(f"  {section} {args}: failed: {last}", flush=True)
+        return {"case": list(map(str, args)), "error": last[-300:], "exit_code": proc.returncode}
+    return json.loads(lines[-1])
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| parameters | optimizer | optimizer step: wall ms (CPU ms) | train step: wall ms (CPU ms) | "
-             "state bytes/param | peak RSS growth bytes/param |", "|---:|---|---:|---:|---:|---:|"]
-    for r in rows:
-        name = "LearnedOptimizer" if r["optimizer"] == "learned" else "keras Adam"
-        lines.append(f"| {r['params']:,} | {name} | {r['apply_ms']:.2f} ({r['apply_cpu_ms']:.2f}) | "
-                     f"{r['train_step_ms']:.2f} ({r['train_step_cpu_ms']:.2f}) | "
-                     f"{r['state_bytes_per_param']:.1f} | {r['peak_rss_growth_bytes_per_param']:.0f} |")
-    return "\n".join(lines)
+def run_keras_wrapper() -> dict:
+    rows = []
+    for params in parse_sizes(FLAGS.sizes):
+        for which in KERAS_OPTIMIZERS:
+            rows.append(run_worker("keras_wrapper", params, which))
+            print("  keras_wrapper", params, which, rows[-1].get("apply_ms", rows[-1].get("error")), flush=True)
+    return {"model": f"MLP {INPUT_DIM} -> h (relu) -> {OUTPUT_DIM}, batch {FLAGS.batch_size}",
+            "learned_optimizer": FLAGS.path or "untrained default architecture (layers 20,20)",
+            "protocol": f"median over {FLAGS.repeats} repeats of {FLAGS.steps} steps after {FLAGS.warmup} warm-up "
+                        "steps, one process per row; the model itself without XLA (Keras' CPU default); "
+                        "learned_xla: LearnedOptimizer(jit_compile=True); learned_bfloat16: state_dtype='bfloat16'",
+            "results": rows}
+
+
+def run_meta_training() -> dict:
+    from l2l_tf.benchmarks.meta_training import IMPLEMENTATIONS
+
+    out = {}
+    for problem in FLAGS.meta_problems:
+        rows = {impl: run_worker("meta_training", problem, impl) for impl in IMPLEMENTATIONS}
+        for impl, row in rows.items():
+            print("  meta_training", problem, impl, round(row.get("steps_per_second", float("nan")), 1), flush=True)
+        fast, unfused = rows["fast"].get("steps_per_second"), rows["unfused"].get("steps_per_second")
+        out[problem] = {"steps_per_second": fast,
+                        "speedup_vs_unfused": fast / unfused if fast and unfused else None,
+                        "implementations": rows}
+    return out
+
+
+def run_update() -> dict:
+    from l2l_tf.benchmarks.update_cost import IMPLEMENTATIONS
+
+    matmul = run_worker("update", "matmul")
+    print("  update matmul", matmul, flush=True)
+    rows = []
+    for size in parse_sizes(FLAGS.update_sizes, "update_sizes", minimum=1):
+        case = {impl: run_worker("update", size, impl) for impl in IMPLEMENTATIONS}
+        adam_ms = case["adam"].get("update", {}).get("ms")
+        row = {"size": size, "adam_ms": adam_ms}
+        for impl in ("fast", "fast_xla", "unfused"):
+            r = case[impl]
+            ms = r.get("update", {}).get("ms")
+            row[impl] = {"ms": ms, "ratio_to_adam": ms / adam_ms if ms and adam_ms else None,
+                         "gflops_per_second": r.get("gflops_per_second"),
+                         "fraction_of_square_matmul": (r["gflops_per_second"] / matmul["square_2048"]
+                                                       if "gflops_per_second" in r and "square_2048" in matmul
+                                                       else None),
+                         "error": r.get("error")}
+        rows.append(row)
+        print("  update", size, {k: (v["ms"] if isinstance(v, dict) else v) for k, v in row.items()}, flush=True)
+    return {"matmul_gflops_per_second": matmul, "results": rows, "cases": "fast: fused Keras LSTM cells in a "
+            "tf.function; fast_xla: the same with jit_compile=True; unfused: the per-gate reference; adam: "
+            "keras.optimizers.Adam.apply on one variable"}
+
+
+def run_memory() -> dict:
+    rows = []
+    for unroll in parse_sizes(",".join(FLAGS.unrolls), "unrolls", minimum=1):
+        for mode in ("off", "sqrt"):
+            rows.append(run_worker("memory", unroll, mode))
+            print("  memory", unroll, mode, rows[-1].get("peak_growth_mb", rows[-1].get("error")), flush=True)
+    return {"problem": "mnist (default MLP, batch 128), one truncation of T steps per epoch", "results": rows}
+
+
+RUNNERS = {"meta_training": run_meta_training, "update": run_update, "memory": run_memory,
+           "keras_wrapper": run_keras_wrapper}
+
+
+def machine() -> dict:
+    import keras
+    import tensorflow as tf
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def read_document(path: str) -> dict:
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            document = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"--output {path} exists but is not readable JSON ({e}); "
+                        "move it away or choose another file") from None
+    if not isinstance(document, dict):
+        raise UserError(f"--output {path} does not hold a JSON object")
+    return document
 
 
 def main(argv):
     del argv
     if FLAGS.worker:
-        params, which = FLAGS.worker.split(",")
-        print(json.dumps(measure(int(params), which)))
+        section, _, args = FLAGS.worker.partition(":")
+        print(json.dumps(measure_case(section, args.split(","))))
         return
-    sizes = parse_sizes(FLAGS.sizes)
+    unknown = sorted(set(FLAGS.benchmarks) - set(SECTIONS))
+    if unknown or not FLAGS.benchmarks:
+        raise UserError(f"--benchmarks must list sections of {', '.join(SECTIONS)}; got {','.join(FLAGS.benchmarks)}")
+    bad = sorted(set(FLAGS.meta_problems) - {"mnist", "quadratic"})
+    if bad:
+        raise UserError(f"--meta_problems must list mnist and/or quadratic, got {','.join(bad)}")
+    parse_sizes(FLAGS.update_sizes, "update_sizes", minimum=1)
+    parse_sizes(",".join(FLAGS.unrolls), "unrolls", minimum=1)
+    parse_sizes(FLAGS.sizes)
     if FLAGS.path:
         from l2l_tf import loading
 
         loading.resolve(FLAGS.path)  # a bad --path fails here, in one line, not in every worker
+    needs_mnist = "memory" in FLAGS.benchmarks or ("meta_training" in FLAGS.benchmarks and "mnist" in FLAGS.meta_problems)
+    if needs_mnist:
+        from l2l_tf.data import load_dataset
+
+        load_dataset("mnist", FLAGS.data_dir)  # missing data fails here, in one line
     if os.path.exists(FLAGS.output) and not os.path.isfile(FLAGS.output):
         raise UserError(f"--output {FLAGS.output} exists and is not a file")
-    load_before = os.getloadavg()
-    start = time.time()
-    rows = []
-    for params in sizes:
-        for which in OPTIMIZERS:
-            rows.append(run_worker(params, which))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
-    import keras
-    import tensorflow as tf
-
-    section = {
-        "command": " ".join(shlex.quote(a) for a in ["python", "bin/l2l_benchmark.py", *sys.argv[1:]]),
-        "learned_optimizer": FLAGS.path or "untrained default architecture (layers 20,20)",
-        "model": f"MLP {INPUT_DIM} -> h (relu) -> {OUTPUT_DIM}, batch {FLAGS.batch_size}",
-        "protocol": f"median over {FLAGS.repeats} repeats of {FLAGS.steps} steps after {FLAGS.warmup} warm-up "
-                    "steps, one process per row, no XLA (Keras' CPU default)",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__,
-                    "load_average_1min_before": round(load_before[0], 2),
-                    "load_average_1min_after": round(os.getloadavg()[0], 2)},
-        "wall_seconds": round(time.time() - start, 1),
-        "results": rows,
-    }
-    document = {}
-    if os.path.isfile(FLAGS.output):
-        try:
-            with open(FLAGS.output) as f:
-                document = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"--output {FLAGS.output} exists but is not readable JSON ({e}); "
-                            "move it away or choose another file") from None
-        if not isinstance(document, dict):
-            raise UserError(f"--output {FLAGS.output} does not hold a JSON object")
-    document[SECTION] = section
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    tmp = FLAGS.output + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(document, f, indent=2)
-    os.replace(tmp, FLAGS.output)
-    print()
-    print(table(rows))
-    print(f"results: {os.path.abspath(FLAGS.output)} (key {SECTION!r})")
+    document = read_document(FLAGS.output)
+    command = " ".join(shlex.quote(a) for a in ["python", "bin/l2l_benchmark.py", *sys.argv[1:]])
+    for section in [s for s in SECTIONS if s in FLAGS.benchmarks]:
+        print(f"{section}:", flush=True)
+        load_before, start = os.getloadavg()[0], time.time()
+        result = RUNNERS[section]()
+        document[section] = {"command": command, **result,
+                             "machine": {**machine(), "load_average_1min_before": round(load_before, 2),
+                                         "load_average_1min_after": round(os.getloadavg()[0], 2)},
+                             "protocol": result.get("protocol", f"median over {FLAGS.repeats} repeats after "
+                                                    f"{FLAGS.warmup} warm-up calls, one process per case"),
+                             "wall_seconds": round(time.time() - start, 1)}
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+        tmp = FLAGS.output + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(document, f, indent=2)
+        os.replace(tmp, FLAGS.output)  # after every section, so a long run keeps what it measured
+    print(f"results: {os.path.abspath(FLAGS.output)}")
 
 
 if __name__ == "__main__":

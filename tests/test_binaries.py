@@ -97,6 +97,12 @@ def _bad_cases(trained, tmp):
         "export missing path": (["l2l_export", "--path=/no/such/optimizer", f"--export_dir={tmp}/e"], "/no/such"),
         "benchmark bad sizes": (["l2l_benchmark", "--sizes=abc", f"--output={tmp}/b.json"], "sizes"),
         "benchmark zero repeats": (["l2l_benchmark", "--repeats=0", f"--output={tmp}/b.json"], "repeats"),
+        "benchmark unknown section": (["l2l_benchmark", "--benchmarks=speed", f"--output={tmp}/b.json"], "benchmarks"),
+        "benchmark without mnist": (["l2l_benchmark", "--benchmarks=memory", f"--data_dir={tmp}",
+                                     f"--output={tmp}/b.json"], "mnist"),
+        "bad gradient checkpointing": (train + ["--gradient_checkpointing=half"], "gradient_checkpointing"),
+        "checkpoint segment over unroll": (train + ["--unroll_length=5", "--num_steps=10",
+                                                    "--gradient_checkpointing=6"], "gradient_checkpointing"),
         "visualize bad coordinates": (["l2l_visualize", f"--path={trained}", f"--output_dir={tmp}/v",
                                        "--coordinates=a,b"], "coordinates"),
         "negative seed": (train + ["--seed=-1"], "seed"),
@@ -219,6 +225,8 @@ def bad_runs(trained, tmp_path_factory):
 
 BAD_CASES = [
     "export without export_dir", "export missing path", "benchmark bad sizes", "benchmark zero repeats",
+    "benchmark unknown section", "benchmark without mnist", "bad gradient checkpointing",
+    "checkpoint segment over unroll",
     "visualize bad coordinates",
     "negative seed", "zero learning rate", "zero clip norm", "zero output scale", "unknown preprocessing",
     "negative max update", "zero unroll", "zero evaluation period", "zero skips", "non-numeric loss weights",

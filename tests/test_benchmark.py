@@ -1,0 +1,57 @@
+"""The benchmark binary measures what it says, in tiny settings (numbers are not checked: speed
+targets belong to the benchmark report, not to tests)."""
+import json
+import os
+
+import pytest
+from conftest import run_binary
+
+from l2l_tf.benchmarks.update_cost import lstm_matmul_flops_per_coordinate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "testdata", "mnist_subset.npz")
+
+
+def test_lstm_flop_count_of_the_default_architecture():
+    # layer 1: 2 * (2 + 20) * 80; layer 2: 2 * (20 + 20) * 80; output: 2 * 20
+    assert lstm_matmul_flops_per_coordinate((20, 20), 2) == 3520 + 6400 + 40
+
+
+def test_every_section_on_tiny_settings(tmp_path):
+    output = tmp_path / "results.json"
+    output.write_text(json.dumps({"other": {"kept": True}}))
+    proc = run_binary("l2l_benchmark", "--update_sizes=1000", "--unrolls=2", "--meta_problems=quadratic",
+                      "--sizes=300", "--steps=1", f"--data_dir={FIXTURE}", "--repeats=1", "--warmup=1",
+                      f"--output={output}", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(output.read_text())
+    assert doc["other"] == {"kept": True}  # other keys survive
+
+    rows = {r["optimizer"]: r for r in doc["keras_wrapper"]["results"]}
+    assert set(rows) == {"learned", "learned_xla", "learned_bfloat16", "adam"}
+    # 2 layers x (h, c) x 20 units x 4 bytes, plus a few scalars (iterations, learning rate)
+    assert rows["learned"]["state_bytes_per_param"] == pytest.approx(320.0, rel=1e-3)
+    assert rows["learned_bfloat16"]["state_bytes_per_param"] == pytest.approx(160.0, rel=2e-3)
+    assert all(r["apply_ms"] > 0 and r["train_step_ms"] > 0 for r in rows.values())
+
+    update = doc["update"]
+    assert update["matmul_gflops_per_second"]["square_2048"] > 0
+    (row,) = update["results"]
+    assert row["size"] == 1000 and row["adam_ms"] > 0
+    for impl in ("fast", "fast_xla", "unfused"):
+        assert row[impl]["error"] is None and row[impl]["ms"] > 0 and row[impl]["gflops_per_second"] > 0
+
+    memory = {(r["unroll"], r["checkpointing"]): r for r in doc["memory"]["results"]}
+    assert set(memory) == {(2, "off"), (2, "sqrt")} and memory[(2, "sqrt")]["segment"] == 2
+    assert all(r["peak_growth_mb"] > 0 and r["steps_per_second"] > 0 for r in memory.values())
+
+    quadratic = doc["meta_training"]["quadratic"]
+    runs = quadratic["implementations"]
+    assert set(runs) == {"fast", "unfused", "fast_xla"}
+    assert all(r["steps_per_second"] > 0 and r["traces"] == {"quadratic": 1} for r in runs.values())
+    assert quadratic["speedup_vs_unfused"] == runs["fast"]["steps_per_second"] / runs["unfused"]["steps_per_second"]
+    parts = runs["fast"]["profile"]["by_part"]
+    assert parts["LSTM forward"]["ms"] > 0 and parts["LSTM backward"]["ms"] > 0
+    assert runs["unfused"]["profile"]["by_part"]["LSTM forward"]["ms"] > 0
+    assert os.path.exists(runs["fast"]["profile"]["trace"])
+    assert doc["meta_training"]["machine"]["cpus"] >= 1
