@@ -35,6 +35,8 @@ flags.DEFINE_integer("meta_batch_size", 128, "Independent functions per training
                      lower_bound=1)
 flags.DEFINE_float("clip_norm", 1.0, "Global-norm clipping of the meta-gradient.", lower_bound=1e-12)
 flags.DEFINE_string("loss_weights", "", "Comma-separated w_1..w_T of the meta-loss (default: all ones).")
+flags.DEFINE_bool("relative_meta_loss", False, "Divide each function's losses in a truncation by its loss at the "
+                  "truncation's start, so late truncations weigh as much as the first.")
 flags.DEFINE_bool("second_derivatives", False, "Backpropagate through optimizee gradients (no stop_gradient).")
 flags.DEFINE_integer("evaluation_period", 100, "Epochs between validations (early stopping).", lower_bound=1)
 flags.DEFINE_integer("evaluation_epochs", 2, "Validation problems (meta-batches) per validation.", lower_bound=1)
@@ -158,7 +160,7 @@ def main(argv):
     config = MetaTrainConfig(
         num_epochs=FLAGS.num_epochs, num_steps=FLAGS.num_steps, unroll_length=FLAGS.unroll_length,
         learning_rate=FLAGS.learning_rate, meta_batch_size=FLAGS.meta_batch_size, clip_norm=FLAGS.clip_norm,
-        second_derivatives=FLAGS.second_derivatives,
+        second_derivatives=FLAGS.second_derivatives, relative_meta_loss=FLAGS.relative_meta_loss,
         loss_weights=cli.parse_float_list(FLAGS.loss_weights, "loss_weights") if FLAGS.loss_weights else None,
         evaluation_period=FLAGS.evaluation_period, evaluation_epochs=FLAGS.evaluation_epochs,
         checkpoint_every=FLAGS.checkpoint_every, log_period=FLAGS.log_period, seed=FLAGS.seed,
@@ -193,7 +195,7 @@ def main(argv):
             logging.info("parameter group %s: %s", group, ", ".join(members) or "(none)")
     metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
         "problem", "hidden_sizes", "activation", "labels", "batch_size", "param_groups", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
-        "loss_weights", "second_derivatives", "gradient_checkpointing", "jit_compile", "evaluation_period",
+        "loss_weights", "relative_meta_loss", "second_derivatives", "gradient_checkpointing", "jit_compile", "evaluation_period",
         "evaluation_epochs", "seed")}}
     trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata, strategy=strategy)
     if trainer.num_replicas > 1:

@@ -50,6 +50,11 @@ class MetaTrainConfig:
     clip_norm: float = 1.0
     second_derivatives: bool = False
     loss_weights: tuple[float, ...] | None = None
+    #: Divide each function's losses in a truncation by its loss at the truncation's start, so
+    #: every truncation weighs its relative progress: without it the first truncation (where
+    #: losses fall by an order of magnitude) dominates phi's updates and late-trajectory
+    #: behaviour, which decides the final loss, is learned from small gradients.
+    relative_meta_loss: bool = False
     evaluation_period: int = 100
     evaluation_epochs: int = 2
     checkpoint_every: int = 100
@@ -124,7 +129,7 @@ class TrainingInterrupted(Exception):
 
 
 def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, weights,
-                  second_derivatives: bool = False, checkpoint_segment: int = 0):
+                  second_derivatives: bool = False, checkpoint_segment: int = 0, relative: bool = False):
     """One truncation: T = len(weights) steps, the meta-loss and its gradient w.r.t. phi.
 
     meta-loss = sum_{t=1..T} w_t * mean over functions of f(theta_t). theta_0 and the
@@ -132,6 +137,9 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
 
     `loss_fn` is a family's `loss_and_state`; the problem data it evolves (batch-norm
     statistics) comes back as data_T, for the next truncation.
+
+    `relative`: each function's f(theta_t) is divided by its (constant) f(theta_0), see
+    `MetaTrainConfig.relative_meta_loss`.
 
     `checkpoint_segment` > 0 recomputes the unroll's activations in segments of that many
     steps during the backward pass (`run_steps_recomputed`): the same values in less memory.
@@ -148,7 +156,8 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
         else:
             params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches, num_steps,
                                                     second_derivatives)
-        per_step = tf.reduce_mean(losses[1:], axis=1)
+        later = losses[1:] / tf.stop_gradient(tf.maximum(losses[0], 1e-12)) if relative else losses[1:]
+        per_step = tf.reduce_mean(later, axis=1)
         meta_loss = tf.reduce_sum(weights * per_step)
     grads = tape.gradient(meta_loss, phi)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, phi)]
@@ -240,7 +249,8 @@ class MetaTrainer:
 
             def truncation(params, state, data, batches):
                 return meta_gradient(family.loss_and_state, self.optimizer, params, state, data, batches,
-                                     self._weights, cfg.second_derivatives, cfg.checkpoint_segment)
+                                     self._weights, cfg.second_derivatives, cfg.checkpoint_segment,
+                                     cfg.relative_meta_loss)
 
             if cfg.jit_compile:
                 truncation = tf.function(truncation, jit_compile=True)

@@ -78,3 +78,27 @@ def test_meta_loss_is_weighted_sum_of_mean_losses_after_each_update():
     _, _, _, losses, meta_loss, _ = meta_gradient(family.loss_and_state, opt, problem.params, (), problem.data, (), weights)
     expected = np.sum(weights * losses.numpy()[1:].mean(axis=1))
     np.testing.assert_allclose(meta_loss.numpy(), expected, rtol=1e-6)
+
+
+def test_relative_meta_loss_divides_each_function_by_its_starting_loss_and_scales_the_gradient():
+    family = QuadraticFamily()
+    problem = family.sample("train", 2, range(4))
+    weights = np.array([1.0, 2.0, 1.0], np.float32)
+    out = {}
+    for relative in (False, True):
+        opt = LearnedStepSGD(0.01)
+        out[relative] = meta_gradient(family.loss_and_state, opt, problem.params, (), problem.data, (), weights,
+                                      relative=relative)
+    losses = out[True][3].numpy()
+    expected = np.sum(weights * (losses[1:] / losses[0]).mean(axis=1))
+    np.testing.assert_allclose(out[True][4].numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(out[False][3].numpy(), losses)  # the trajectory is the same
+    # The starting loss is a constant: with one function, the gradient is just rescaled by it.
+    single = family.sample("train", 3, [0])
+    grads = {}
+    for relative in (False, True):
+        opt = LearnedStepSGD(0.01)
+        result = meta_gradient(family.loss_and_state, opt, single.params, (), single.data, (), weights,
+                               relative=relative)
+        grads[relative], start = float(result[5][0]), float(result[3][0, 0])
+    np.testing.assert_allclose(grads[True], grads[False] / start, rtol=1e-5)
