@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +52,9 @@ flags.DEFINE_list("benchmarks", list(SECTIONS), f"Sections to run, of {', '.join
 flags.DEFINE_string("data_dir", None, "MNIST for meta_training and memory: mnist.npz, a folder holding it, or a "
                     "tensorflow-datasets folder (default: $L2L_DATA_DIR, then tensorflow-datasets).")
 flags.DEFINE_list("meta_problems", ["mnist", "quadratic"], "meta_training: problems (mnist, quadratic).")
+flags.DEFINE_integer("rounds", 3, "meta_training: rounds of one fresh process per implementation, interleaved so "
+                     "that drifts of the machine's speed hit every implementation alike (medians reported).",
+                     lower_bound=1)
 flags.DEFINE_bool("profile", True, "meta_training: also record a profiler trace of one epoch and summarize it.")
 flags.DEFINE_string("update_sizes", "1e4,1e5,1e6,1e7", "update: flat vector sizes.")
 flags.DEFINE_list("unrolls", ["10", "20", "50", "100"], "memory: unroll lengths.")
@@ -62,6 +66,7 @@ flags.DEFINE_integer("steps", 10, "keras_wrapper: steps per timed repeat.", lowe
 flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocation).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "keras_wrapper: batch size of the training step.", lower_bound=1)
 flags.DEFINE_string("worker", None, "Internal: 'SECTION:ARG,ARG' measures one case and prints JSON.")
+flags.DEFINE_integer("worker_round", 0, "Internal: which round a meta_training worker belongs to.")
 cli.validate_flags_nonempty("output")
 
 
@@ -132,6 +137,8 @@ def measure_case(section: str, args: list[str]) -> dict:
         from l2l_tf.benchmarks import meta_training
 
         profile_dir = os.path.join(os.path.dirname(os.path.abspath(FLAGS.output)), "profiles") if FLAGS.profile else None
+        if FLAGS.worker_round:  # only the first round is profiled
+            profile_dir = None
         return meta_training.measure(args[0], args[1], FLAGS.data_dir, FLAGS.warmup, FLAGS.repeats,
                                      profile_dir if args[1] != "fast_xla" else None)
     if section == "update":
@@ -147,9 +154,9 @@ def measure_case(section: str, args: list[str]) -> dict:
     raise UserError(f"unknown benchmark section {section!r}")
 
 
-def run_worker(section: str, *args) -> dict:
+def run_worker(section: str, *args, round_index: int = 0) -> dict:
     """Runs one case in a fresh process; a failure (e.g. out of memory) is recorded, not fatal."""
-    forwarded = [FLAGS[name].serialize()
+    forwarded = [f"--worker_round={round_index}"] + [FLAGS[name].serialize()
                  for name in ("output", "data_dir", "profile", "path", "repeats", "steps", "warmup", "batch_size")
                  if FLAGS[name].value is not None]
     cmd = [sys.executable, os.path.abspath(__file__), f"--worker={section}:{','.join(map(str, args))}", *forwarded]
@@ -182,13 +189,21 @@ def run_meta_training() -> dict:
 
     out = {}
     for problem in FLAGS.meta_problems:
-        rows = {impl: run_worker("meta_training", problem, impl) for impl in IMPLEMENTATIONS}
-        for impl, row in rows.items():
-            print("  meta_training", problem, impl, round(row.get("steps_per_second", float("nan")), 1), flush=True)
-        fast, unfused = rows["fast"].get("steps_per_second"), rows["unfused"].get("steps_per_second")
+        rounds = []
+        for k in range(FLAGS.rounds):
+            rows = {impl: run_worker("meta_training", problem, impl, round_index=k) for impl in IMPLEMENTATIONS}
+            rounds.append(rows)
+            print("  meta_training", problem, f"round {k + 1}:",
+                  {impl: round(r.get("steps_per_second", float("nan")), 1) for impl, r in rows.items()}, flush=True)
+        rates = {impl: [r[impl].get("steps_per_second") for r in rounds] for impl in IMPLEMENTATIONS}
+        median = {impl: statistics.median(v) if None not in v else None for impl, v in rates.items()}
+        fast, unfused = median["fast"], median["unfused"]
         out[problem] = {"steps_per_second": fast,
                         "speedup_vs_unfused": fast / unfused if fast and unfused else None,
-                        "implementations": rows}
+                        "speedup_vs_unfused_per_round": [a / b if a and b else None
+                                                         for a, b in zip(rates["fast"], rates["unfused"])],
+                        "median_steps_per_second": median, "steps_per_second_per_round": rates,
+                        "implementations": rounds[0]}  # the first round in full (profiles included)
     return out
 
 

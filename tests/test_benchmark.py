@@ -20,7 +20,7 @@ def test_lstm_flop_count_of_the_default_architecture():
 def test_every_section_on_tiny_settings(tmp_path):
     output = tmp_path / "results.json"
     output.write_text(json.dumps({"other": {"kept": True}}))
-    proc = run_binary("l2l_benchmark", "--update_sizes=1000", "--unrolls=2", "--meta_problems=quadratic",
+    proc = run_binary("l2l_benchmark", "--update_sizes=1000", "--unrolls=2", "--meta_problems=quadratic", "--rounds=2",
                       "--sizes=300", "--steps=1", f"--data_dir={FIXTURE}", "--repeats=1", "--warmup=1",
                       f"--output={output}", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,7 +49,12 @@ def test_every_section_on_tiny_settings(tmp_path):
     runs = quadratic["implementations"]
     assert set(runs) == {"fast", "unfused", "fast_xla"}
     assert all(r["steps_per_second"] > 0 and r["traces"] == {"quadratic": 1} for r in runs.values())
-    assert quadratic["speedup_vs_unfused"] == runs["fast"]["steps_per_second"] / runs["unfused"]["steps_per_second"]
+    per_round = quadratic["steps_per_second_per_round"]
+    assert all(len(v) == 2 and all(x > 0 for x in v) for v in per_round.values())
+    assert quadratic["steps_per_second"] == quadratic["median_steps_per_second"]["fast"] == \
+        sum(per_round["fast"]) / 2  # the median of two
+    assert quadratic["speedup_vs_unfused"] == pytest.approx(
+        quadratic["median_steps_per_second"]["fast"] / quadratic["median_steps_per_second"]["unfused"])
     parts = runs["fast"]["profile"]["by_part"]
     assert parts["LSTM forward"]["ms"] > 0 and parts["LSTM backward"]["ms"] > 0
     assert runs["unfused"]["profile"]["by_part"]["LSTM forward"]["ms"] > 0
