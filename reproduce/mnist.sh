@@ -39,3 +39,8 @@ for n in 100 200; do
   $PY bin/l2l_evaluate.py --problem=mnist --data_dir="$DATA" --optimizer=L2L --num_problems=100 --num_steps=$n \
       --path="$OUT/code200" --output_dir="$OUT/eval_code200_$n"
 done
+# Tried: each truncation's losses relative to its starting loss (--relative_meta_loss), evaluated at 100 steps.
+$PY bin/l2l_train.py --problem=mnist "${TRAIN[@]}" "${CODE[@]}" --relative_meta_loss --num_epochs=1000 \
+    --save_path="$OUT/relative"
+$PY bin/l2l_evaluate.py --problem=mnist --data_dir="$DATA" --optimizer=all --num_problems=100 --num_tuning_problems=20 \
+    --lr_grid_min=1e-3 --lr_grid_max=10 --path="$OUT/relative" --output_dir="$OUT/eval_relative"
