@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import flags  # noqa: E402
 
 from l2l_tf import cli  # noqa: E402
+from l2l_tf.benchmarks import report  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 
 SECTIONS = ("meta_training", "update", "memory", "keras_wrapper")
@@ -204,6 +205,9 @@ def run_meta_training() -> dict:
                                                          for a, b in zip(rates["fast"], rates["unfused"])],
                         "median_steps_per_second": median, "steps_per_second_per_round": rates,
                         "implementations": rounds[0]}  # the first round in full (profiles included)
+    out["protocol"] = (f"{FLAGS.rounds} interleaved rounds of one fresh process per implementation, each the median "
+                       f"epoch time of {FLAGS.repeats} epochs after {FLAGS.warmup} warm-up epochs; the median over rounds "
+                       "is reported per implementation")
     return out
 
 
@@ -286,6 +290,8 @@ def main(argv):
     bad = sorted(set(FLAGS.meta_problems) - {"mnist", "quadratic"})
     if bad:
         raise UserError(f"--meta_problems must list mnist and/or quadratic, got {','.join(bad)}")
+    if report_path() == FLAGS.output:
+        raise UserError(f"--output {FLAGS.output} would be overwritten by the markdown tables; give a .json file")
     parse_sizes(FLAGS.update_sizes, "update_sizes", minimum=1)
     parse_sizes(",".join(FLAGS.unrolls), "unrolls", minimum=1)
     parse_sizes(FLAGS.sizes)
@@ -317,7 +323,14 @@ def main(argv):
         with open(tmp, "w") as f:
             json.dump(document, f, indent=2)
         os.replace(tmp, FLAGS.output)  # after every section, so a long run keeps what it measured
-    print(f"results: {os.path.abspath(FLAGS.output)}")
+        with open(report_path(), "w") as f:
+            f.write(report.render(document))
+    print(f"results: {os.path.abspath(FLAGS.output)}, tables: {os.path.abspath(report_path())}")
+
+
+def report_path() -> str:
+    """The markdown tables go beside the JSON: benchmarks/results.json -> benchmarks/results.md."""
+    return os.path.splitext(FLAGS.output)[0] + ".md"
 
 
 if __name__ == "__main__":

@@ -60,3 +60,10 @@ def test_every_section_on_tiny_settings(tmp_path):
     assert runs["unfused"]["profile"]["by_part"]["LSTM forward"]["ms"] > 0
     assert os.path.exists(runs["fast"]["profile"]["trace"])
     assert doc["meta_training"]["machine"]["cpus"] >= 1
+
+    tables = (tmp_path / "results.md").read_text()  # the markdown report beside the JSON
+    speedup = f"{quadratic['speedup_vs_unfused']:.2f}×"
+    assert f"| quadratic | {quadratic['steps_per_second']:,.1f} |" in tables and speedup in tables
+    assert f"| 1,000 | {row['adam_ms']:,.2f} |" in tables
+    assert f"| 2 | {memory[(2, 'off')]['peak_growth_mb']:,.0f} |" in tables
+    assert f"| {rows['adam']['params']:,} | adam | {rows['adam']['apply_ms']:,.2f} " in tables

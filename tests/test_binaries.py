@@ -100,6 +100,7 @@ def _bad_cases(trained, tmp):
         "benchmark unknown section": (["l2l_benchmark", "--benchmarks=speed", f"--output={tmp}/b.json"], "benchmarks"),
         "benchmark without mnist": (["l2l_benchmark", "--benchmarks=memory", f"--data_dir={tmp}",
                                      f"--output={tmp}/b.json"], "mnist"),
+        "benchmark markdown output": (["l2l_benchmark", f"--output={tmp}/b.md"], "markdown"),
         "bad gradient checkpointing": (train + ["--gradient_checkpointing=half"], "gradient_checkpointing"),
         "checkpoint segment over unroll": (train + ["--unroll_length=5", "--num_steps=10",
                                                     "--gradient_checkpointing=6"], "gradient_checkpointing"),
@@ -225,7 +226,7 @@ def bad_runs(trained, tmp_path_factory):
 
 BAD_CASES = [
     "export without export_dir", "export missing path", "benchmark bad sizes", "benchmark zero repeats",
-    "benchmark unknown section", "benchmark without mnist", "bad gradient checkpointing",
+    "benchmark unknown section", "benchmark without mnist", "benchmark markdown output", "bad gradient checkpointing",
     "checkpoint segment over unroll",
     "visualize bad coordinates",
     "negative seed", "zero learning rate", "zero clip norm", "zero output scale", "unknown preprocessing",
