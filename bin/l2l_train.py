@@ -70,6 +70,9 @@ flags.DEFINE_string("gradient_checkpointing", "off", "Recompute the unroll's act
                     "instead of keeping them: 'off', 'sqrt' (segments of ceil(sqrt(unroll_length)) steps: memory "
                     "grows like sqrt(T)), or a segment length in steps. Same meta-gradient, ~1/3 more time.")
 flags.DEFINE_bool("jit_compile", False, "Compile each truncation with XLA (slower on CPU; for GPUs).")
+flags.DEFINE_string("init_from", "", "Start phi from this trained optimizer (a trained directory, an export or a "
+                    "bundled name such as 'mnist') instead of a random draw: fine-tuning, e.g. with a lower "
+                    "--learning_rate or a new problem family. Its architecture is used as saved.")
 cli.validate_flags_nonempty("save_path")
 
 
@@ -123,6 +126,31 @@ def parse_checkpointing(text: str, unroll_length: int) -> int:
     return segment
 
 
+#: Flags that set the architecture; with --init_from it is the loaded optimizer's.
+ARCHITECTURE_FLAGS = ("lstm_layers", "preprocess", "preprocess_p", "output_scale", "max_update",
+                      "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups")
+
+
+def initial_optimizer(opt_config):
+    """phi's starting point: a random draw of `opt_config`, or the trained optimizer of --init_from.
+
+    A warm start takes the architecture from what it loads, so an architecture flag given
+    beside it would be silently ignored: that is refused instead.
+    """
+    from l2l_tf.optimizers.coupled import make_learned_optimizer
+
+    if not FLAGS.init_from:
+        return make_learned_optimizer(opt_config, seed=FLAGS.seed)
+    given = [f"--{name}" for name in ARCHITECTURE_FLAGS if FLAGS[name].present]
+    if given:
+        raise UserError(f"--init_from takes the architecture from {FLAGS.init_from}; drop {', '.join(given)}")
+    from l2l_tf import loading
+
+    optimizer, info = loading.load_with_info(FLAGS.init_from)
+    logging.info("phi starts from %s (%s)", info["source"].describe(), optimizer.config.to_dict())
+    return optimizer
+
+
 def make_strategy():
     """The --strategy, built before TensorFlow initializes its devices (None: the default)."""
     import tensorflow as tf
@@ -155,7 +183,6 @@ def main(argv):
 
     from l2l_tf.meta import MetaTrainConfig, MetaTrainer, TrainingInterrupted
     from l2l_tf.optimizers import LSTMOptimizerConfig
-    from l2l_tf.optimizers.coupled import make_learned_optimizer
 
     config = MetaTrainConfig(
         num_epochs=FLAGS.num_epochs, num_steps=FLAGS.num_steps, unroll_length=FLAGS.unroll_length,
@@ -186,17 +213,17 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
 
     family = problem_flags.family_from_flags(FLAGS.problem)
-    optimizer = make_learned_optimizer(opt_config, seed=FLAGS.seed)
-    if FLAGS.param_groups:
+    optimizer = initial_optimizer(opt_config)
+    if hasattr(optimizer, "assign"):  # one LSTM per parameter group (--param_groups, or a grouped --init_from)
         names = family.sample("validation", FLAGS.seed, [0]).param_names
         if names is None:
-            raise UserError(f"--param_groups needs named parameters; --problem={FLAGS.problem} has none")
+            raise UserError(f"parameter groups need named parameters; --problem={FLAGS.problem} has none")
         for group, members in optimizer.assign(names).items():
             logging.info("parameter group %s: %s", group, ", ".join(members) or "(none)")
     metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
         "problem", "hidden_sizes", "activation", "labels", "batch_size", "param_groups", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
         "loss_weights", "relative_meta_loss", "second_derivatives", "gradient_checkpointing", "jit_compile", "evaluation_period",
-        "evaluation_epochs", "seed")}}
+        "evaluation_epochs", "seed", "init_from")}}
     trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata, strategy=strategy)
     if trainer.num_replicas > 1:
         logging.info("distributed meta-training: %d replicas (%s)", trainer.num_replicas, FLAGS.strategy)

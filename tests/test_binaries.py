@@ -68,6 +68,21 @@ def test_evaluate_mnist_reports_test_accuracy(tmp_path):
     assert "test accuracy" in open(os.path.join(out, "report.md")).read()
 
 
+def test_train_init_from_starts_phi_at_the_given_optimizer(trained, tmp_path):
+    """A warm start: with a vanishing learning rate, the fine-tuned phi is the loaded one."""
+    from l2l_tf.loading import load_optimizer
+
+    path = str(tmp_path / "finetuned")
+    proc = run_binary("l2l_train", f"--save_path={path}", f"--init_from={trained}", "--learning_rate=1e-12",
+                      "--seed=3", *TINY_TRAIN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    source, tuned = load_optimizer(trained), load_optimizer(path)
+    assert tuned.config.to_dict() == source.config.to_dict()
+    for a, b in zip(source.meta_variables, tuned.meta_variables):
+        assert abs(a.numpy() - b.numpy()).max() < 1e-9
+    assert json.load(open(os.path.join(path, "optimizer.json")))["train_flags"]["init_from"] == trained
+
+
 def _bad_cases(trained, tmp):
     not_trained = os.path.join(tmp, "empty_dir")
     os.makedirs(not_trained, exist_ok=True)
@@ -171,6 +186,9 @@ def _bad_cases(trained, tmp):
         "parameter in no group": (["l2l_train", "--problem=cifar2", f"--data_dir={CIFAR_FIXTURE}", "--batch_size=8",
                                    "--param_groups=conv=^conv", "--save_path=" + os.path.join(tmp, "s6")],
                                   "belongs to no group"),
+        "init_from missing": (train + ["--init_from=/no/such/optimizer"], "/no/such/optimizer"),
+        "init_from with architecture flag": (train + [f"--init_from={trained}", "--lstm_layers=7"],
+                                             "drop --lstm_layers"),
         "cpu replicas without mirrored": (["l2l_train", "--cpu_replicas=2", "--save_path=" + os.path.join(tmp, "s7")],
                                           "--cpu_replicas"),
         "multi worker without TF_CONFIG": (["l2l_train", "--strategy=multi_worker",
@@ -242,7 +260,8 @@ BAD_CASES = [
     "data dir without mnist", "bad hidden sizes", "unknown activation", "mnist flag on quadratic",
     "corrupt data file",
     "heldout labels on cifar5", "labels on quadratic", "data dir without cifar", "bad param groups",
-    "bad group regex", "parameter in no group", "cpu replicas without mirrored", "multi worker without TF_CONFIG",
+    "bad group regex", "parameter in no group", "init_from missing", "init_from with architecture flag",
+    "cpu replicas without mirrored", "multi worker without TF_CONFIG",
     "meta batch not divisible by replicas",
     "art flag on quadratic", "art unknown layer", "art zero weights", "art tiny image", "art missing weights file",
     "art weights lack a layer", "art no content", "art stylize without content image", "art unknown baseline",
