@@ -44,3 +44,21 @@ $PY bin/l2l_train.py --problem=mnist "${TRAIN[@]}" "${CODE[@]}" --relative_meta_
     --save_path="$OUT/relative"
 $PY bin/l2l_evaluate.py --problem=mnist --data_dir="$DATA" --optimizer=all --num_problems=100 --num_tuning_problems=20 \
     --lr_grid_min=1e-3 --lr_grid_max=10 --path="$OUT/relative" --output_dir="$OUT/eval_relative"
+# Beyond the paper: the truncation's short-horizon bias. (1) Fine-tune the 1000-epoch optimizer with the whole
+# 100-step trajectory as one unroll (no truncation) at a 10x lower learning rate; (2) fine-tune that with meta-loss
+# weights rising linearly over the trajectory, w_t = 2t/101 (mean 1), so the last steps count most.
+# Evaluated on the same test problems as eval_default / eval_200_steps (whose baselines they are compared to).
+$PY bin/l2l_train.py --problem=mnist --data_dir="$DATA" --init_from="$OUT/code" --learning_rate=1e-4 \
+    --unroll_length=100 --num_epochs=500 --seed=1 --evaluation_period=50 --evaluation_epochs=20 --checkpoint_every=50 \
+    --save_path="$OUT/untruncated"
+RAMP=$($PY -c "print(','.join(f'{2*t/101:.4f}' for t in range(1,101)))")
+$PY bin/l2l_train.py --problem=mnist --data_dir="$DATA" --init_from="$OUT/untruncated" --learning_rate=1e-4 \
+    --unroll_length=100 --loss_weights="$RAMP" --num_epochs=400 --seed=2 --evaluation_period=50 --evaluation_epochs=20 \
+    --checkpoint_every=50 --save_path="$OUT/untruncated_ramp"
+for n in 100 200; do
+  $PY bin/l2l_evaluate.py --problem=mnist --data_dir="$DATA" --optimizer=L2L --num_problems=100 --num_steps=$n \
+      --path="$OUT/untruncated_ramp" --compare="untruncated=$OUT/untruncated" --output_dir="$OUT/eval_ramp_$n"
+  # the independent check: fresh test and tuning problems (seed 3), every baseline re-tuned
+  $PY bin/l2l_evaluate.py "${EVAL[@]}" --num_steps=$n --seed=3 --path="$OUT/untruncated_ramp" \
+      --compare="untruncated=$OUT/untruncated,code=$OUT/code" --output_dir="$OUT/eval_ramp_${n}_seed3"
+done

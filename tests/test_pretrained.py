@@ -125,14 +125,15 @@ def test_installed_package_ships_and_finds_bundled_optimizers(tiny_trained, tmp_
     assert results["learned_optimizer_path"] == str(installed / "l2l_tf" / "pretrained" / "tiny")
 
 
-def test_bundled_mnist_optimizer_trains_the_mlp_it_was_meta_trained_on():
-    """The bundled `mnist` optimizer on the real-data fixture: 100 steps of the default MLP."""
+@pytest.mark.parametrize("name", ["mnist", "mnist_untruncated"])
+def test_bundled_mnist_optimizer_trains_the_mlp_it_was_meta_trained_on(name):
+    """The bundled MNIST optimizers on the real-data fixture: 100 steps of the default MLP."""
     import numpy as np
 
     from l2l_tf import evaluation
     from l2l_tf.problems.mnist import MNISTFamily
 
     family = MNISTFamily(data_dir=os.path.join(ROOT, "testdata", "mnist_subset.npz"))
-    curves = evaluation.run_trajectories(family, load_optimizer("mnist"),
+    curves = evaluation.run_trajectories(family, load_optimizer(name),
                                          evaluation.sample_problems(family, "test", 0, 2), 100)
     assert curves[0].mean() > 2.0 and curves[-1].mean() < 0.8 and np.all(np.isfinite(curves))
