@@ -214,7 +214,9 @@ def main(argv):
 
     family = problem_flags.family_from_flags(FLAGS.problem)
     optimizer = initial_optimizer(opt_config)
-    if hasattr(optimizer, "assign"):  # one LSTM per parameter group (--param_groups, or a grouped --init_from)
+    from l2l_tf.optimizers.grouped import GroupedLSTM
+
+    if isinstance(optimizer, GroupedLSTM):  # one LSTM per parameter group (--param_groups, or a grouped --init_from)
         names = family.sample("validation", FLAGS.seed, [0]).param_names
         if names is None:
             raise UserError(f"parameter groups need named parameters; --problem={FLAGS.problem} has none")
