@@ -20,7 +20,7 @@ setup(
     # Bundled pretrained optimizers (l2l_tf/pretrained/<name>/) are data, not packages; these
     # patterns put them in wheels, MANIFEST.in in sdists (see l2l_tf/pretrained/README.md).
     package_data={"l2l_tf": ["pretrained/README.md", "pretrained/*/optimizer.json", "pretrained/*/MODEL_CARD.md",
-                             "pretrained/*/best/weights.*"]},
+                             "pretrained/*/best/weights.*", "kernels/*.cc"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3",

@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from l2l_tf import saving
 from l2l_tf.errors import UserError
+from l2l_tf.kernels import fused_lstm
 from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM, LSTMOptimizerConfig
 from l2l_tf.optimizers.grouped import GroupedConfig, GroupedLSTM
 from l2l_tf.version import __version__
@@ -86,7 +87,8 @@ def _functions_for(optimizer: CoordinatewiseLSTM):
 
     def step(gradients, *states):
         state = [tuple((states[2 * i], states[2 * i + 1]) for i in range(num_layers))]
-        (update,), (next_state,) = optimizer.update([gradients], state, [gradients])
+        with fused_lstm.disabled():  # a SavedModel must load without this library's custom op
+            (update,), (next_state,) = optimizer.update([gradients], state, [gradients])
         outputs = {"update": update}
         for i, (h, c) in enumerate(next_state):
             outputs[f"lstm_{i}_h"], outputs[f"lstm_{i}_c"] = h, c

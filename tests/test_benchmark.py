@@ -38,7 +38,7 @@ def test_every_section_on_tiny_settings(tmp_path):
     assert update["matmul_gflops_per_second"]["square_2048"] > 0
     (row,) = update["results"]
     assert row["size"] == 1000 and row["adam_ms"] > 0
-    for impl in ("fast", "fast_xla", "unfused"):
+    for impl in ("fast", "keras_cells", "fast_xla", "unfused"):
         assert row[impl]["error"] is None and row[impl]["ms"] > 0 and row[impl]["gflops_per_second"] > 0
 
     memory = {(r["unroll"], r["checkpointing"]): r for r in doc["memory"]["results"]}
@@ -47,7 +47,12 @@ def test_every_section_on_tiny_settings(tmp_path):
 
     quadratic = doc["meta_training"]["quadratic"]
     runs = quadratic["implementations"]
-    assert set(runs) == {"fast", "unfused", "fast_xla"}
+    assert set(runs) == {"fast", "keras_cells", "unfused", "fast_xla"}
+    from l2l_tf.kernels import fused_lstm
+
+    kernel = "fused C++ kernel" if fused_lstm.available() else "Keras cells (fused kernel unavailable)"
+    assert runs["fast"]["lstm_kernel"] == quadratic["lstm_kernel"] == kernel
+    assert runs["keras_cells"]["lstm_kernel"] == "Keras cells"
     assert all(r["steps_per_second"] > 0 and r["traces"] == {"quadratic": 1} for r in runs.values())
     per_round = quadratic["steps_per_second_per_round"]
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in per_round.values())
@@ -55,6 +60,8 @@ def test_every_section_on_tiny_settings(tmp_path):
         sum(per_round["fast"]) / 2  # the median of two
     assert quadratic["speedup_vs_unfused"] == pytest.approx(
         quadratic["median_steps_per_second"]["fast"] / quadratic["median_steps_per_second"]["unfused"])
+    assert quadratic["speedup_vs_keras_cells"] == pytest.approx(
+        quadratic["median_steps_per_second"]["fast"] / quadratic["median_steps_per_second"]["keras_cells"])
     parts = runs["fast"]["profile"]["by_part"]
     assert parts["LSTM forward"]["ms"] > 0 and parts["LSTM backward"]["ms"] > 0
     assert runs["unfused"]["profile"]["by_part"]["LSTM forward"]["ms"] > 0

@@ -2,15 +2,27 @@
 
 One epoch of `MetaTrainer` is timed: a fresh problem, `num_steps` optimizee steps in
 truncations of `unroll_length`, each followed by the meta-gradient and Adam's step on phi.
-The same is measured for the fused fast path (`CoordinatewiseLSTM`), for the plain unfused
-reference of the same math (`UnfusedLSTM`, same phi) and for the fast path compiled with XLA,
-so the speed-up ratios come from one machine state.
+The same is measured for the fast path (`CoordinatewiseLSTM` with the fused C++ kernel of
+l2l_tf/kernels where it builds), for the same class on Keras' own LSTM cells (one [N, 4 units]
+gate matmul per layer: the fast path before the kernel), for the plain unfused reference of the
+same math (`UnfusedLSTM`, same phi) and for Keras' cells compiled with XLA, so the speed-up ratios
+come from one machine state.
 """
 from __future__ import annotations
 
 import os
 
-IMPLEMENTATIONS = ("fast", "unfused", "fast_xla")
+IMPLEMENTATIONS = ("fast", "keras_cells", "unfused", "fast_xla")
+
+
+def lstm_kernel(implementation: str) -> str:
+    """What computes the LSTM in `implementation` on this machine."""
+    from l2l_tf.kernels import fused_lstm
+
+    if implementation == "fast":
+        return "fused C++ kernel" if fused_lstm.available() else "Keras cells (fused kernel unavailable)"
+    return {"keras_cells": "Keras cells", "unfused": "per-gate TensorFlow ops", "fast_xla": "Keras cells under XLA"}[
+        implementation]
 
 
 def measure(problem: str, implementation: str, data_dir: str | None, warmup: int, repeats: int,
@@ -29,6 +41,8 @@ def measure(problem: str, implementation: str, data_dir: str | None, warmup: int
     keras.utils.set_random_seed(0)
     family = make_family(problem, **({"data_dir": data_dir} if problem != "quadratic" else {}))
     fast = CoordinatewiseLSTM(seed=0)
+    if implementation in ("keras_cells", "fast_xla"):  # XLA cannot compile the kernel's custom op
+        fast.kernel = "keras"
     optimizer = UnfusedLSTM(fast) if implementation == "unfused" else fast
     config = MetaTrainConfig(num_steps=100, unroll_length=20, jit_compile=implementation == "fast_xla")
     trainer = MetaTrainer(family, optimizer, config)
@@ -40,7 +54,7 @@ def measure(problem: str, implementation: str, data_dir: str | None, warmup: int
               "steps_per_cpu_second": config.num_steps / (times["cpu_ms"] / 1e3),
               "setup": {"num_steps": config.num_steps, "unroll_length": config.unroll_length,
                         "family": family.describe(), "optimizer": "2-layer LSTM, 20 units"},
-              "traces": dict(trainer.traces)}
+              "traces": dict(trainer.traces), "lstm_kernel": lstm_kernel(implementation)}
     if profile_dir:
         from l2l_tf.benchmarks.profile_ops import profile
 

@@ -28,15 +28,16 @@ def _machine(section: dict) -> str:
 
 
 def meta_training_table(section: dict) -> list[str]:
-    lines = ["| problem | fast steps/s | unfused steps/s | XLA steps/s | fast ÷ unfused (median) | per round |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| problem | fast steps/s | Keras cells steps/s | unfused steps/s | XLA steps/s | fast ÷ unfused (median) "
+             "| per round | fast ÷ Keras cells |", "|---|---:|---:|---:|---:|---:|---|---:|"]
     for problem, row in section.items():
         if not isinstance(row, dict) or "median_steps_per_second" not in row:
             continue
         median = row["median_steps_per_second"]
         per_round = ", ".join(_ratio(r) for r in row.get("speedup_vs_unfused_per_round", []))
-        lines.append(f"| {problem} | {_num(median.get('fast'))} | {_num(median.get('unfused'))} | "
-                     f"{_num(median.get('fast_xla'))} | {_ratio(row.get('speedup_vs_unfused'))} | {per_round} |")
+        lines.append(f"| {problem} | {_num(median.get('fast'))} | {_num(median.get('keras_cells'))} | "
+                     f"{_num(median.get('unfused'))} | {_num(median.get('fast_xla'))} | "
+                     f"{_ratio(row.get('speedup_vs_unfused'))} | {per_round} | {_ratio(row.get('speedup_vs_keras_cells'))} |")
     return lines
 
 
@@ -44,7 +45,9 @@ def profile_table(section: dict, problem: str = "mnist", implementation: str = "
     profile = section.get(problem, {}).get("implementations", {}).get(implementation, {}).get("profile")
     if not profile:
         return []
-    lines = [f"Profile of one {problem} epoch ({implementation}, {profile['op_ms_total']:,.0f} ms of op time):", "",
+    wall = f", {profile['wall_ms']:,.0f} ms wall" if "wall_ms" in profile else ""
+    lines = [f"Profile of one {problem} epoch ({implementation}, {profile['op_ms_total']:,.0f} ms of recorded op "
+             f"time{wall}; oneDNN's matmuls are not recorded):", "",
              "| part | share |", "|---|---:|"]
     lines += [f"| {part} | {v['share']:.0%} |" for part, v in profile["by_part"].items()]
     lines += ["", "| op type | share |", "|---|---:|"]
@@ -52,17 +55,21 @@ def profile_table(section: dict, problem: str = "mnist", implementation: str = "
     return lines
 
 
+#: The learned-update columns of the update table, in order.
+UPDATE_IMPLEMENTATIONS = ("fast", "keras_cells", "fast_xla", "unfused")
+
+
 def update_table(section: dict) -> list[str]:
     matmul = section.get("matmul_gflops_per_second", {})
     lines = [f"Matmul on this machine: {_num(matmul.get('square_2048'))} GFLOP/s (2048²), "
              f"{_num(matmul.get('lstm_layer1_shape'))} and {_num(matmul.get('lstm_layer2_shape'))} GFLOP/s at the "
              "LSTM layers' own shapes.", "",
-             "| coordinates | Adam ms | fast ms (× Adam) | XLA ms (× Adam) | unfused ms (× Adam) | "
-             "best GFLOP/s | of square matmul |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| coordinates | Adam ms | fast ms (× Adam) | Keras cells ms (× Adam) | XLA ms (× Adam) | "
+             "unfused ms (× Adam) | best GFLOP/s | of square matmul |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in section.get("results", []):
-        cells = [f"{row[k]['ms']:,.2f} ({row[k]['ratio_to_adam']:,.0f}×)" if row[k].get("ms") else "n/a"
-                 for k in ("fast", "fast_xla", "unfused")]
-        best = max((row[k] for k in ("fast", "fast_xla", "unfused") if row[k].get("gflops_per_second")),
+        runs = [row.get(k) or {} for k in UPDATE_IMPLEMENTATIONS]
+        cells = [f"{r['ms']:,.2f} ({r['ratio_to_adam']:,.0f}×)" if r.get("ms") else "n/a" for r in runs]
+        best = max((r for r in runs if r.get("gflops_per_second")),
                    key=lambda r: r["gflops_per_second"], default=None)
         fraction = best and best.get("fraction_of_square_matmul")
         lines.append(f"| {row['size']:,} | {_num(row.get('adam_ms'), 2)} | {' | '.join(cells)} | "

@@ -10,7 +10,7 @@ ceiling any implementation built on the BLAS kernels of this machine can hope fo
 """
 from __future__ import annotations
 
-IMPLEMENTATIONS = ("fast", "fast_xla", "unfused", "adam")
+IMPLEMENTATIONS = ("fast", "keras_cells", "fast_xla", "unfused", "adam")
 
 
 def lstm_matmul_flops_per_coordinate(layers=(20, 20), num_features: int = 2) -> int:
@@ -56,6 +56,8 @@ def measure(size: int, implementation: str, warmup: int, repeats: int) -> dict:
         times = time_calls(step, lambda: adam.iterations.numpy(), warmup=warmup, repeats=repeats)
         return {"size": size, "implementation": implementation, "update": times}
     fast = CoordinatewiseLSTM(seed=0)
+    if implementation in ("keras_cells", "fast_xla"):  # XLA cannot compile the kernel's custom op
+        fast.kernel = "keras"
     optimizer = UnfusedLSTM(fast) if implementation == "unfused" else fast
     state = optimizer.init([grad])
     update = tf.function(lambda g, s: optimizer.update([g], s, [g]), jit_compile=implementation == "fast_xla")

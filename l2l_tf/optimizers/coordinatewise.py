@@ -5,7 +5,8 @@ linear output) is applied to every coordinate of every parameter tensor: each co
 has its own hidden state, all share the weights phi. That keeps phi tiny, makes the rule
 invariant to the order of parameters, and lets one trained optimizer run on problems of
 any size. All coordinates are processed as one batch of the cell, so an update is a few
-[N, 4*units] matmuls no matter how many tensors the optimizee has.
+[N, 4*units] matmuls no matter how many tensors the optimizee has; on CPUs everything between
+the matmuls runs in one fused C++ kernel (l2l_tf/kernels), the same math as Keras' cells.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from l2l_tf.errors import UserError
+from l2l_tf.kernels import fused_lstm
 from l2l_tf.optimizers.base import Optimizer, Params
 from l2l_tf.optimizers.preprocessing import PREPROCESSORS, get_preprocessor
 
@@ -130,6 +132,11 @@ class CoordinatewiseLSTM(Optimizer):
     extra_inputs: int = 0
     extra_outputs: int = 0
 
+    #: "auto": the fused C++ kernel (l2l_tf/kernels) when it builds here, else Keras' cells;
+    #: "keras": always Keras' cells; "fused": the kernel. While tracing for XLA and inside
+    #: `fused_lstm.disabled()` (SavedModel export) Keras' cells are used whatever this says.
+    kernel: str = "auto"
+
     def __init__(self, config: LSTMOptimizerConfig | None = None, seed: int | None = None,
                  name: str = "coordinatewise_lstm"):
         super().__init__(name=name)
@@ -176,6 +183,17 @@ class CoordinatewiseLSTM(Optimizer):
         return [tuple((per_layer[layer][0][i], per_layer[layer][1][i]) for layer in range(len(self.config.layers)))
                 for i in range(len(sizes))]
 
+    def _use_fused_kernel(self, features: tf.Tensor, joined: list) -> bool:
+        """Whether this update runs the fused kernel: asked for, built, and float32 throughout."""
+        if self.kernel not in fused_lstm.CHOICES:
+            raise UserError(f"kernel must be one of {fused_lstm.CHOICES}, got {self.kernel!r}")
+        if self.kernel == "keras" or fused_lstm.is_disabled() or (
+                self.kernel == "auto" and not fused_lstm.available()):
+            return False
+        tensors = [features] + [t for hc in joined for t in hc]
+        return all(t.dtype == tf.float32 for t in tensors) and all(
+            w.dtype == "float32" for w in self._cell.trainable_weights)
+
     def _scale_and_clip(self, raw: tf.Tensor) -> tf.Tensor:
         step = self.config.output_scale * raw
         if self.config.max_update > 0:
@@ -186,9 +204,17 @@ class CoordinatewiseLSTM(Optimizer):
         del params  # The update depends on the gradient history only.
         g, sizes = _flatten(grads)
         features = self._preprocess(g, self.config.preprocess_p)
-        out, new_states = self._cell(features, self._join_states(state, sizes))
-        if len(self.config.layers) == 1:
-            new_states = [new_states]
+        joined = self._join_states(state, sizes)
+        if self._use_fused_kernel(features, joined):
+            out, new_states = features, []
+            with tf.name_scope("fused_lstm"):  # so profiles can attribute its ops
+                for cell, (h, c) in zip(self._cell.cells, joined):
+                    out, c = fused_lstm.lstm_step(out, h, c, cell.kernel, cell.recurrent_kernel, cell.bias)
+                    new_states.append([out, c])
+        else:
+            out, new_states = self._cell(features, joined)
+            if len(self.config.layers) == 1:
+                new_states = [new_states]
         step = self._scale_and_clip(tf.reshape(self._output(out), [-1]))
         updates = [tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)]
         return updates, self._split_states(new_states, sizes)

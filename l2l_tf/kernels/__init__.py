@@ -1,0 +1,1 @@
+"""Custom TensorFlow kernels (C++ source, built on first use)."""

@@ -1,0 +1,195 @@
+"""The fused CPU LSTM kernel (lstm_kernel.cc): built on first use, loaded, and its gradient.
+
+Why a custom op: the coordinatewise LSTM's cost is element-wise and memory-bound (see
+RESULTS.md, "Speed, memory and scale"): TensorFlow materializes every intermediate of the
+[N, 4 * units] gate matrix op by op, in both passes. The kernel fuses everything between one layer's
+matmuls (which stay TensorFlow's) into one pass over the rows, forward and backward.
+
+The library is compiled once per machine, TensorFlow version and source (the C++ file is
+hashed into the cache key), with the compiler and flags TensorFlow reports
+(`tf.sysconfig`), into `$L2L_TF_KERNEL_CACHE` (default `~/.cache/l2l_tf/kernels`). The build is
+atomic (a temporary file renamed into place), so parallel processes can race for it safely.
+When there is no compiler, the build fails or the library does not load, `available()` says so
+once in the log and callers use the Keras cells instead: same math, slower.
+
+`L2L_TF_LSTM_KERNEL=keras` turns the kernel off everywhere; `=fused` makes a failed build an
+error instead of a fallback.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import tensorflow as tf
+from absl import logging
+
+from l2l_tf.errors import UserError
+
+SOURCE = Path(__file__).with_name("lstm_kernel.cc")
+ENV_CHOICE = "L2L_TF_LSTM_KERNEL"
+ENV_CACHE = "L2L_TF_KERNEL_CACHE"
+CHOICES = ("auto", "fused", "keras")
+#: -march=native: the library is built on the machine that runs it (the CPU is in the cache key).
+_OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-w"]
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def disabled():
+    """Code traced inside uses Keras' cells, never the kernel.
+
+    For graphs the custom op must not enter: SavedModel exports (which would then need this
+    library to load). XLA clusters (the op has no XLA lowering) are detected by themselves.
+    """
+    before = getattr(_local, "disabled", False)
+    _local.disabled = True
+    try:
+        yield
+    finally:
+        _local.disabled = before
+
+
+def is_disabled() -> bool:
+    """True inside `disabled()` (on this thread) and while tracing for XLA.
+
+    The XLA check catches compilation the library does not start itself, e.g. Keras'
+    `model.compile(jit_compile=True)` tracing `LearnedOptimizer`'s update into its train step.
+    """
+    return getattr(_local, "disabled", False) or _in_xla_context()
+
+
+def _in_xla_context() -> bool:
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow without it: rely on disabled()
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+class KernelUnavailable(UserError):
+    """The fused kernel could not be built or loaded, or $L2L_TF_LSTM_KERNEL is invalid (the message says why)."""
+
+
+def choice() -> str:
+    """The kernel choice from $L2L_TF_LSTM_KERNEL: auto (default), fused or keras."""
+    value = os.environ.get(ENV_CHOICE, "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise KernelUnavailable(f"${ENV_CHOICE} must be one of {CHOICES}, got {value!r}")
+    return value
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [l for l in lines if l.startswith(("model name", "flags"))][:2]
+    return "\n".join(keep) or platform.machine()
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+def library_path() -> Path:
+    """Where the built library for this source, TensorFlow and CPU lives."""
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), tf.__version__.encode(), " ".join(_OPT_FLAGS).encode(),
+                 " ".join(tf.sysconfig.get_compile_flags()).encode(), _cpu_signature().encode()):
+        key.update(part)
+        key.update(b"\0")
+    cache = Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "l2l_tf" / "kernels")
+    return cache / f"lstm_kernel_{key.hexdigest()[:16]}.so"
+
+
+def _build(target: Path) -> None:
+    compiler = _compiler()
+    if compiler is None:
+        raise KernelUnavailable("no C++ compiler (g++, c++ or clang++; or set $CXX)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    command = ([compiler, str(SOURCE), "-o", tmp] + _OPT_FLAGS + tf.sysconfig.get_compile_flags()
+               + tf.sysconfig.get_link_flags())
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise KernelUnavailable(f"building {SOURCE.name} failed: {last}")
+        os.replace(tmp, target)
+    except subprocess.TimeoutExpired:
+        raise KernelUnavailable(f"building {SOURCE.name} took over 600 s") from None
+    except OSError as e:  # the compiler could not be started
+        raise KernelUnavailable(f"building {SOURCE.name} failed: {compiler}: {e.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.lru_cache(maxsize=None)
+def _load():
+    path = library_path()
+    if not path.exists():
+        logging.info("building the fused LSTM kernel into %s (once per machine)", path)
+        _build(path)
+    try:
+        return tf.load_op_library(str(path))
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, OSError) as e:
+        raise KernelUnavailable(f"loading {path} failed: {e}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    """True if the fused kernel is wanted and works here (builds it on the first call).
+
+    "auto" also requires that no GPU is visible: the kernel is CPU-only, and on a GPU
+    TensorFlow's own ops are the fast path.
+    """
+    wanted = choice()
+    if wanted == "keras":
+        return False
+    if wanted == "auto" and tf.config.list_physical_devices("GPU"):
+        return False
+    try:
+        _load()
+    except KernelUnavailable as e:
+        if wanted == "fused":
+            raise
+        logging.warning("fused LSTM kernel unavailable, using Keras' LSTM cells: %s", e)
+        return False
+    return True
+
+
+@tf.RegisterGradient("L2LLstmGates")
+def _gates_gradient(op, dh_out, dc_out, dcache):
+    del dcache  # the cache only feeds the gradient op
+    _, _, _, c = op.inputs
+    h_out, c_out, cache = op.outputs
+    dh_out = tf.zeros_like(h_out) if dh_out is None else dh_out
+    dc_out = tf.zeros_like(c_out) if dc_out is None else dc_out
+    dz, dc, dbias = _load().l2l_lstm_gates_grad(dh_out, dc_out, c, cache)
+    return dz, dz, dbias, dc
+
+
+def lstm_step(x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, kernel, recurrent_kernel, bias) -> tuple[tf.Tensor, tf.Tensor]:
+    """One step of a Keras LSTMCell (sigmoid/tanh, gates i, f, g, o) on every row: (h', c').
+
+    kernel [inputs, 4 * units], recurrent_kernel [units, 4 * units] and bias [4 * units] are the
+    cell's own weights. The two matmuls are TensorFlow's; the kernel fuses everything after
+    them. Gradients flow to all six inputs (TensorFlow differentiates the matmuls).
+    """
+    zx = tf.matmul(x, kernel)
+    zh = tf.matmul(h, recurrent_kernel)
+    h_out, c_out, _ = _load().l2l_lstm_gates(zx, zh, tf.convert_to_tensor(bias), c)
+    return h_out, c_out

@@ -1,0 +1,167 @@
+"""The fused C++ LSTM kernel computes Keras' LSTMCell step and its gradient, and is kept out of
+the graphs that cannot hold it (XLA, SavedModel exports)."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l2l_tf.kernels import fused_lstm
+from l2l_tf.meta import meta_gradient
+from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
+from l2l_tf.problems import QuadraticFamily
+
+#: float32 sums in another order, and tanh as 2 sigmoid(2x) - 1: ~1e-7 absolute per value;
+#: weight gradients sum over all rows, so they are compared relative to their scale.
+TOLERANCE = 2e-6
+
+pytestmark = pytest.mark.skipif(not fused_lstm.available(), reason="the fused kernel does not build here")
+
+
+def _cell(inputs, units, seed):
+    import keras
+
+    cell = keras.layers.LSTMCell(units, kernel_initializer=keras.initializers.GlorotUniform(seed),
+                                 recurrent_initializer=keras.initializers.Orthogonal(seed + 1))
+    cell.build((None, inputs))
+    rng = np.random.default_rng(seed)
+    cell.bias.assign(rng.normal(size=cell.bias.shape).astype(np.float32))  # not Keras' zeros/ones init
+    return cell
+
+
+def _step_and_gradients(step, x, h, c, weights, dh, dc):
+    with tf.GradientTape() as tape:
+        tape.watch([x, h, c])
+        h_new, c_new = step()
+        loss = tf.reduce_sum(h_new * dh) + tf.reduce_sum(c_new * dc)
+    return [h_new, c_new] + tape.gradient(loss, [x, h, c] + weights)
+
+
+@pytest.mark.parametrize("rows,inputs,units", [(1, 2, 20), (130, 22, 20), (65, 20, 7), (300, 40, 40)])
+def test_step_and_gradients_equal_the_keras_cell(rows, inputs, units):
+    cell = _cell(inputs, units, seed=rows)
+    rng = np.random.default_rng(rows)
+    x, h, c, dh, dc = (tf.constant(rng.normal(scale=2.0, size=(rows, n)).astype(np.float32))
+                       for n in (inputs, units, units, units, units))
+    weights = [w.value for w in cell.trainable_weights]  # kernel, recurrent_kernel, bias
+    keras_out = _step_and_gradients(lambda: (lambda o: (o[0], o[1][1]))(cell(x, [h, c])), x, h, c, weights, dh, dc)
+    fused_out = _step_and_gradients(
+        lambda: fused_lstm.lstm_step(x, h, c, cell.kernel, cell.recurrent_kernel, cell.bias), x, h, c, weights, dh, dc)
+    names = ["h'", "c'", "dx", "dh", "dc", "dkernel", "drecurrent", "dbias"]
+    for name, a, b in zip(names, keras_out, fused_out):
+        assert a.shape == b.shape, name
+        scale = max(1.0, float(np.abs(a.numpy()).max()))
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=0, atol=TOLERANCE * scale, err_msg=name)
+
+
+def test_results_are_bitwise_reproducible_and_nan_propagates():
+    cell = _cell(22, 20, seed=3)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(1000, 22)).astype(np.float32))
+    h, c = tf.zeros([1000, 20]), tf.zeros([1000, 20])
+    weights = [w.value for w in cell.trainable_weights]
+    runs = [_step_and_gradients(lambda: fused_lstm.lstm_step(x, h, c, cell.kernel, cell.recurrent_kernel, cell.bias),
+                                x, h, c, weights, tf.ones([1000, 20]), tf.ones([1000, 20])) for _ in range(2)]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # A NaN gradient must reach the trainer (which skips such steps), never turn into a number.
+    x_nan = tf.tensor_scatter_nd_update(x, [[5, 0]], [np.nan])
+    h_new, c_new = fused_lstm.lstm_step(x_nan, h, c, cell.kernel, cell.recurrent_kernel, cell.bias)
+    assert np.isnan(h_new.numpy()[5]).all() and np.isnan(c_new.numpy()[5]).all()
+    assert np.isfinite(np.delete(h_new.numpy(), 5, axis=0)).all()
+    # Saturated gates stay exact: sigmoid -> 0/1, tanh -> -1/1, no inf or NaN.
+    big = tf.fill([4, 22], 1e4) * tf.constant([[1.0], [-1.0], [1.0], [-1.0]])
+    h_big, c_big = fused_lstm.lstm_step(big, tf.zeros([4, 20]), tf.zeros([4, 20]), cell.kernel, cell.recurrent_kernel,
+                                        cell.bias)
+    assert np.isfinite(h_big.numpy()).all() and np.abs(h_big.numpy()).max() <= 1.0
+
+
+def _trained_looking(seed):
+    optimizer = CoordinatewiseLSTM(LSTMOptimizerConfig(layers=(20, 7)), seed=seed)
+    rng = np.random.default_rng(seed)
+    for v in optimizer.meta_variables:
+        v.assign(v.numpy() + rng.normal(scale=0.3, size=v.shape).astype(np.float32))
+    return optimizer
+
+
+def test_the_optimizer_gives_the_same_updates_and_meta_gradient_on_either_kernel():
+    family = QuadraticFamily()
+    problem = family.sample("train", 0, range(4))
+    optimizer = _trained_looking(5)
+    out = {}
+    for kernel in ("fused", "keras"):
+        optimizer.kernel = kernel
+        _, state, _, losses, meta_loss, grads = meta_gradient(
+            family.loss_and_state, optimizer, problem.params, optimizer.init(problem.params, 4), problem.data, (),
+            tf.ones(5))
+        out[kernel] = (float(meta_loss), [g.numpy() for g in grads], [s.numpy() for s in tf.nest.flatten(state)])
+    (loss_a, grads_a, state_a), (loss_b, grads_b, state_b) = out.values()
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+    scale = max(np.abs(g).max() for g in grads_b)
+    assert scale > 0
+    for a, b in zip(grads_a, grads_b):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * scale)
+    for a, b in zip(state_a, state_b):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _op_types(concrete_function) -> set:
+    graph = concrete_function.graph.as_graph_def()
+    types = {node.op for node in graph.node}
+    for function in graph.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_the_kernel_is_used_by_default_and_kept_out_of_xla_and_exports(tmp_path):
+    from l2l_tf.export import export_optimizer, load_exported_optimizer
+
+    optimizer = CoordinatewiseLSTM(seed=0)
+    grads = [tf.random.normal([50])]
+    state = optimizer.init(grads)
+    plain = tf.function(lambda g, s: optimizer.update(g, s, g)).get_concrete_function(grads, state)
+    assert "L2LLstmGates" in _op_types(plain)
+    with fused_lstm.disabled():
+        inside = tf.function(lambda g, s: optimizer.update(g, s, g)).get_concrete_function(grads, state)
+    assert "L2LLstmGates" not in _op_types(inside) and "MatMul" in _op_types(inside)
+    assert not fused_lstm.is_disabled()  # the context ends with its block
+
+    export_optimizer(optimizer, str(tmp_path / "export"))
+    saved = (tmp_path / "export" / "saved_model.pb").read_bytes()  # graphs and function library
+    assert b"L2LLstmGates" not in saved and b"MatMul" in saved
+    reloaded, _ = load_exported_optimizer(str(tmp_path / "export"))
+    (a,), _ = optimizer.update(grads, state, grads)
+    (b,), _ = reloaded.update(grads, reloaded.init(grads), grads)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_kernel_choice_from_the_environment(monkeypatch):
+    monkeypatch.setenv(fused_lstm.ENV_CHOICE, "sometimes")
+    with pytest.raises(fused_lstm.KernelUnavailable, match="L2L_TF_LSTM_KERNEL must be one of"):
+        fused_lstm.choice()
+    monkeypatch.setenv(fused_lstm.ENV_CHOICE, "Keras")
+    assert fused_lstm.choice() == "keras"
+    monkeypatch.delenv(fused_lstm.ENV_CHOICE)
+    assert fused_lstm.choice() == "auto"
+
+
+def test_a_failed_build_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
+    with pytest.raises(fused_lstm.KernelUnavailable, match="building lstm_kernel.cc failed"):
+        fused_lstm._build(tmp_path / "lib.so")
+    assert not os.listdir(tmp_path)  # no half-written library left behind
+    monkeypatch.setenv("CXX", str(tmp_path / "no_such_compiler"))
+    with pytest.raises(fused_lstm.KernelUnavailable):
+        fused_lstm._build(tmp_path / "lib.so")
+
+
+def test_xla_compilation_started_elsewhere_falls_back_to_keras_cells():
+    """E.g. Keras' model.compile(jit_compile=True) tracing the optimizer into its train step."""
+    optimizer = CoordinatewiseLSTM(seed=1)
+    grads = [tf.random.normal([30]), tf.random.normal([4])]
+    state = optimizer.init(grads)
+    compiled = tf.function(lambda g, s: optimizer.update(g, s, g), jit_compile=True)
+    (a, b), _ = compiled(grads, state)
+    (a_ref, b_ref), _ = optimizer.update(grads, state, grads)
+    np.testing.assert_allclose(a.numpy(), a_ref.numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(b.numpy(), b_ref.numpy(), rtol=1e-5, atol=1e-8)
