@@ -165,3 +165,10 @@ def test_xla_compilation_started_elsewhere_falls_back_to_keras_cells():
     (a_ref, b_ref), _ = optimizer.update(grads, state, grads)
     np.testing.assert_allclose(a.numpy(), a_ref.numpy(), rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(b.numpy(), b_ref.numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_an_unwritable_cache_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(fused_lstm.KernelUnavailable, match="cannot write the kernel cache"):
+        fused_lstm._build(blocker / "cache" / "lib.so")

@@ -117,8 +117,12 @@ def _build(target: Path) -> None:
     compiler = _compiler()
     if compiler is None:
         raise KernelUnavailable("no C++ compiler (g++, c++ or clang++; or set $CXX)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as e:
+        raise KernelUnavailable(f"cannot write the kernel cache {target.parent}: {e.strerror} "
+                                f"(set ${ENV_CACHE} to a writable directory)") from None
     os.close(fd)
     command = ([compiler, str(SOURCE), "-o", tmp] + _OPT_FLAGS + tf.sysconfig.get_compile_flags()
                + tf.sysconfig.get_link_flags())
