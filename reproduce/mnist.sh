@@ -62,3 +62,22 @@ for n in 100 200; do
   $PY bin/l2l_evaluate.py "${EVAL[@]}" --num_steps=$n --seed=3 --path="$OUT/untruncated_ramp" \
       --compare="untruncated=$OUT/untruncated,code=$OUT/code" --output_dir="$OUT/eval_ramp_${n}_seed3"
 done
+# A fourth test set (seed 7, fresh test and tuning problems, every baseline re-tuned), and two stage-3 candidates
+# that were dropped: 200-step trajectories in truncations of 100 (worse on seed 7) and quadratically rising
+# weights (worse on the selection set, seed 100).
+$PY bin/l2l_train.py --problem=mnist --data_dir="$DATA" --init_from="$OUT/untruncated_ramp" --learning_rate=1e-4 \
+    --num_steps=200 --unroll_length=100 --loss_weights="$RAMP" --num_epochs=200 --seed=4 --evaluation_period=50 \
+    --evaluation_epochs=20 --checkpoint_every=50 --save_path="$OUT/ft200_u100"
+for n in 200 100; do
+  $PY bin/l2l_evaluate.py "${EVAL[@]}" --num_steps=$n --seed=7 --path="$OUT/ft200_u100" \
+      --compare="untruncated=$OUT/untruncated_ramp" --output_dir="$OUT/eval_ft200_${n}_seed7"
+done
+SQUARE=$($PY -c "print(','.join(f'{t*t/3383.5:.4f}' for t in range(1,101)))")
+$PY bin/l2l_train.py --problem=mnist --data_dir="$DATA" --init_from="$OUT/untruncated_ramp" --learning_rate=1e-4 \
+    --unroll_length=100 --loss_weights="$SQUARE" --num_epochs=300 --seed=5 --evaluation_period=50 \
+    --evaluation_epochs=20 --checkpoint_every=50 --save_path="$OUT/ft_square"
+for n in 200 100; do
+  $PY bin/l2l_evaluate.py --problem=mnist --data_dir="$DATA" --optimizer=L2L --num_problems=100 --num_steps=$n \
+      --seed=100 --path="$OUT/ft_square" --compare="untruncated_ramp=$OUT/untruncated_ramp" \
+      --output_dir="$OUT/select_square_${n}_seed100"
+done
