@@ -64,6 +64,10 @@ def test_results_are_bitwise_reproducible_and_nan_propagates():
                                 x, h, c, weights, tf.ones([1000, 20]), tf.ones([1000, 20])) for _ in range(2)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # The inference variant (no tape) computes the very same step.
+    h_new, c_new = fused_lstm.lstm_step(x, h, c, cell.kernel, cell.recurrent_kernel, cell.bias)
+    np.testing.assert_array_equal(h_new.numpy(), runs[0][0].numpy())
+    np.testing.assert_array_equal(c_new.numpy(), runs[0][1].numpy())
     # A NaN gradient must reach the trainer (which skips such steps), never turn into a number.
     x_nan = tf.tensor_scatter_nd_update(x, [[5, 0]], [np.nan])
     h_new, c_new = fused_lstm.lstm_step(x_nan, h, c, cell.kernel, cell.recurrent_kernel, cell.bias)
@@ -120,15 +124,25 @@ def test_the_kernel_is_used_by_default_and_kept_out_of_xla_and_exports(tmp_path)
     grads = [tf.random.normal([50])]
     state = optimizer.init(grads)
     plain = tf.function(lambda g, s: optimizer.update(g, s, g)).get_concrete_function(grads, state)
-    assert "L2LLstmGates" in _op_types(plain)
+    # Nothing differentiates a plain update: the variant that saves no cache for a backward pass.
+    assert "L2LLstmGatesInference" in _op_types(plain) and "L2LLstmGates" not in _op_types(plain)
+
+    def differentiated(g, s):
+        with tf.GradientTape() as tape:
+            (u,), _ = optimizer.update(g, s, g)
+            loss = tf.reduce_sum(u)
+        return tape.gradient(loss, optimizer.meta_variables[0])
+
+    taped = tf.function(differentiated).get_concrete_function(grads, state)
+    assert {"L2LLstmGates", "L2LLstmGatesGrad"} <= _op_types(taped)
     with fused_lstm.disabled():
         inside = tf.function(lambda g, s: optimizer.update(g, s, g)).get_concrete_function(grads, state)
-    assert "L2LLstmGates" not in _op_types(inside) and "MatMul" in _op_types(inside)
+    assert not any(t.startswith("L2LLstm") for t in _op_types(inside)) and "MatMul" in _op_types(inside)
     assert not fused_lstm.is_disabled()  # the context ends with its block
 
     export_optimizer(optimizer, str(tmp_path / "export"))
     saved = (tmp_path / "export" / "saved_model.pb").read_bytes()  # graphs and function library
-    assert b"L2LLstmGates" not in saved and b"MatMul" in saved
+    assert b"L2LLstm" not in saved and b"MatMul" in saved
     reloaded, _ = load_exported_optimizer(str(tmp_path / "export"))
     (a,), _ = optimizer.update(grads, state, grads)
     (b,), _ = reloaded.update(grads, reloaded.init(grads), grads)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import tensorflow as tf
 from absl import logging
+from tensorflow.python.eager import record  # whether a tape watches a tensor (no public API)
 
 from l2l_tf.errors import UserError
 
@@ -191,9 +192,15 @@ def lstm_step(x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, kernel, recurrent_kernel
 
     kernel [inputs, 4 * units], recurrent_kernel [units, 4 * units] and bias [4 * units] are the
     cell's own weights. The two matmuls are TensorFlow's; the kernel fuses everything after
-    them. Gradients flow to all six inputs (TensorFlow differentiates the matmuls).
+    them. Gradients flow to all six inputs (TensorFlow differentiates the matmuls). When no
+    gradient tape watches the inputs, a variant that saves nothing for the backward pass runs
+    (graph-mode `tf.gradients` through it fails loudly: it has no gradient).
     """
     zx = tf.matmul(x, kernel)
     zh = tf.matmul(h, recurrent_kernel)
-    h_out, c_out, _ = _load().l2l_lstm_gates(zx, zh, tf.convert_to_tensor(bias), c)
+    bias = tf.convert_to_tensor(bias)
+    if not record.should_record_backprop([zx, zh, bias, c]):
+        # No tape watches this step (a Keras optimizer update, an evaluation): skip the cache.
+        return tuple(_load().l2l_lstm_gates_inference(zx, zh, bias, c))
+    h_out, c_out, _ = _load().l2l_lstm_gates(zx, zh, bias, c)
     return h_out, c_out

@@ -126,11 +126,15 @@ void RunChunks(OpKernelContext* ctx, int64_t chunks, int64_t cost_per_chunk,
   ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(chunks, cost_per_chunk, work);
 }
 
+// kSaveCache: L2LLstmGates (outputs h', c' and the cache for the gradient) or
+// L2LLstmGatesInference (h' and c' only: when nothing will differentiate the step, e.g. a Keras
+// optimizer update, the [N, 5 * units] cache would be memory written for nothing).
+template <bool kSaveCache>
 class LstmGatesOp : public OpKernel {
  public:
   explicit LstmGatesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
-  // Inputs: zx [N, 4U], zh [N, 4U], bias [4U], c [N, U]. Outputs: h' [N, U], c' [N, U], cache [N, 5U].
+  // Inputs: zx [N, 4U], zh [N, 4U], bias [4U], c [N, U]. Outputs: h' [N, U], c' [N, U] (, cache [N, 5U]).
   void Compute(OpKernelContext* ctx) override {
     const Tensor &zx = ctx->input(0), &zh = ctx->input(1), &bias = ctx->input(2), &c = ctx->input(3);
     OP_REQUIRES(ctx, c.dims() == 2, InvalidArgumentError("c must be a matrix [N, units]"));
@@ -138,20 +142,22 @@ class LstmGatesOp : public OpKernel {
     OP_REQUIRES(ctx, IsMatrix(zx, rows, g4) && IsMatrix(zh, rows, g4),
                 InvalidArgumentError("zx and zh must be [N, 4 * units] for c of [N, units]"));
     OP_REQUIRES(ctx, bias.dims() == 1 && bias.dim_size(0) == g4, InvalidArgumentError("bias must be [4 * units]"));
-    Tensor *h_out, *c_out, *cache;
+    Tensor *h_out, *c_out, *cache = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows, u}), &h_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({rows, u}), &c_out));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({rows, 5 * u}), &cache));
+    if (kSaveCache) OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({rows, 5 * u}), &cache));
     const float *zx_p = zx.flat<float>().data(), *zh_p = zh.flat<float>().data(), *b_p = bias.flat<float>().data(),
                 *c_p = c.flat<float>().data();
-    float *h_p = h_out->flat<float>().data(), *cn_p = c_out->flat<float>().data(), *cache_p = cache->flat<float>().data();
+    float *h_p = h_out->flat<float>().data(), *cn_p = c_out->flat<float>().data(),
+          *cache_p = kSaveCache ? cache->flat<float>().data() : nullptr;
     // The cell candidate's pre-activation is doubled: tanh(x) = 2 sigmoid(2x) - 1.
     std::vector<float> scale(g4, 1.0f);
     std::fill(scale.begin() + 2 * u, scale.begin() + 3 * u, 2.0f);
 
     // Work is shared out in chunks of kChunk rows; each shard allocates its scratch once.
     auto work = [&](int64_t chunk_begin, int64_t chunk_end) {
-      std::unique_ptr<float[]> z(new float[kChunk * g4]), t(new float[kChunk * u]);
+      std::unique_ptr<float[]> z(new float[kChunk * g4]), t(new float[kChunk * u]),
+          scratch(kSaveCache ? nullptr : new float[kChunk * 5 * u]);
       for (int64_t start = chunk_begin * kChunk; start < std::min(rows, chunk_end * kChunk); start += kChunk) {
         const int64_t n = std::min(kChunk, rows - start);
         for (int64_t r = 0; r < n; ++r) {
@@ -163,12 +169,14 @@ class LstmGatesOp : public OpKernel {
         Sigmoid(z.get(), n * g4);
         for (int64_t r = 0; r < n; ++r) {
           const int64_t row = start + r;
-          CellRow(z.get() + r * g4, c_p + row * u, cache_p + row * 5 * u, cn_p + row * u, t.get() + r * u, u);
+          float* saved = kSaveCache ? cache_p + row * 5 * u : scratch.get() + r * 5 * u;
+          CellRow(z.get() + r * g4, c_p + row * u, saved, cn_p + row * u, t.get() + r * u, u);
         }
         Sigmoid(t.get(), n * u);
         for (int64_t r = 0; r < n; ++r) {
           const int64_t row = start + r;
-          OutputRow(t.get() + r * u, cache_p + row * 5 * u, h_p + row * u, u);
+          float* saved = kSaveCache ? cache_p + row * 5 * u : scratch.get() + r * 5 * u;
+          OutputRow(t.get() + r * u, saved, h_p + row * u, u);
         }
       }
     };
@@ -232,6 +240,14 @@ absl::Status GatesShape(InferenceContext* ctx) {
   return absl::OkStatus();
 }
 
+absl::Status GatesInferenceShape(InferenceContext* ctx) {
+  ShapeHandle c;
+  TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(3), 2, &c));
+  ctx->set_output(0, c);
+  ctx->set_output(1, c);
+  return absl::OkStatus();
+}
+
 absl::Status GatesGradShape(InferenceContext* ctx) {
   ShapeHandle c;
   TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(2), 2, &c));
@@ -256,6 +272,16 @@ REGISTER_OP("L2LLstmGates")
     .SetShapeFn(GatesShape)
     .Doc("Keras LSTMCell's gates and cell update from z = zx + zh + bias; cache = [i, f, g, o, tanh(c')].");
 
+REGISTER_OP("L2LLstmGatesInference")
+    .Input("zx: float")
+    .Input("zh: float")
+    .Input("bias: float")
+    .Input("c: float")
+    .Output("h_out: float")
+    .Output("c_out: float")
+    .SetShapeFn(GatesInferenceShape)
+    .Doc("L2LLstmGates without the cache, for steps nothing differentiates (it has no gradient).");
+
 REGISTER_OP("L2LLstmGatesGrad")
     .Input("dh_out: float")
     .Input("dc_out: float")
@@ -267,7 +293,8 @@ REGISTER_OP("L2LLstmGatesGrad")
     .SetShapeFn(GatesGradShape)
     .Doc("The gradient of L2LLstmGates: dz (that of zx and of zh), dc, and dbias (dz summed over rows).");
 
-REGISTER_KERNEL_BUILDER(Name("L2LLstmGates").Device(tensorflow::DEVICE_CPU), LstmGatesOp);
+REGISTER_KERNEL_BUILDER(Name("L2LLstmGates").Device(tensorflow::DEVICE_CPU), LstmGatesOp<true>);
+REGISTER_KERNEL_BUILDER(Name("L2LLstmGatesInference").Device(tensorflow::DEVICE_CPU), LstmGatesOp<false>);
 REGISTER_KERNEL_BUILDER(Name("L2LLstmGatesGrad").Device(tensorflow::DEVICE_CPU), LstmGatesGradOp);
 
 }  // namespace l2l_tf
