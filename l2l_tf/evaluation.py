@@ -59,6 +59,7 @@ class _Runner:
         """(loss curves [num_steps + 1, functions], the problem at its final parameters and data)."""
         params, data = problem.params, problem.data
         state = self.optimizer.init(params, problem.num_functions, names=problem.param_names)
+        state = self.optimizer.pack_state(state, params)  # the layout for many updates in one loop
         pieces, done = [], 0
         while done < num_steps:
             n = num_steps - done if problem.batch_fn is None else min(EVAL_CHUNK, num_steps - done)

@@ -149,6 +149,7 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
     weights = tf.convert_to_tensor(weights, tf.float32)
     phi = optimizer.meta_variables
     num_steps = int(weights.shape[0])
+    state = optimizer.pack_state(state, params)  # e.g. the LSTM's per-tensor states joined once
     with tf.GradientTape() as tape:
         if checkpoint_segment:
             params, state, data, losses = run_steps_recomputed(loss_fn, optimizer, params, state, data, batches,
@@ -159,6 +160,7 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
         later = losses[1:] / tf.stop_gradient(tf.maximum(losses[0], 1e-12)) if relative else losses[1:]
         per_step = tf.reduce_mean(later, axis=1)
         meta_loss = tf.reduce_sum(weights * per_step)
+    state = optimizer.unpack_state(state, params)
     grads = tape.gradient(meta_loss, phi)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, phi)]
     return params, state, data, losses, meta_loss, grads

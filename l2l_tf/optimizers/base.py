@@ -57,6 +57,22 @@ class Optimizer(tf.Module, abc.ABC):
         """The meta-parameters phi trained by the meta-trainer (empty for hand-designed rules)."""
         return []
 
+    def pack_state(self, state: State, params: Params) -> State:
+        """The state in a layout for many consecutive updates inside one compiled loop.
+
+        `update` accepts both layouts and returns the one it was given; `unpack_state`
+        undoes this. The meta-trainer packs once per truncation so that an optimizer whose
+        public layout costs work every step (the coordinatewise LSTM joins its per-tensor
+        states into one batch) pays it once. Default: the same layout.
+        """
+        del params
+        return state
+
+    def unpack_state(self, state: State, params: Params) -> State:
+        """The inverse of `pack_state`."""
+        del params
+        return state
+
     def apply(self, grads: Params, state: State, params: Params) -> tuple[list[tf.Tensor], State]:
         """Convenience: one step, returning (new params, new state)."""
         updates, state = self.update(grads, state, params)

@@ -117,6 +117,18 @@ def _split(vector: tf.Tensor, sizes: list) -> list[tf.Tensor]:
     return [vector] if len(sizes) == 1 else tf.split(vector, sizes, axis=0)
 
 
+def _sizes(tensors: Sequence[tf.Tensor]) -> list:
+    return [t.shape.num_elements() if t.shape.is_fully_defined() else tf.size(t) for t in tensors]
+
+
+#: The key of `CoordinatewiseLSTM.pack_state`'s layout: {PACKED: [[h, c] per layer]}, all coordinates joined.
+PACKED = "joined_lstm_state"
+
+
+def _is_packed(state) -> bool:
+    return isinstance(state, dict) and PACKED in state
+
+
 class CoordinatewiseLSTM(Optimizer):
     """m(grad_t, h_t; phi) -> (update_t, h_{t+1}), the same LSTM on every coordinate.
 
@@ -183,6 +195,21 @@ class CoordinatewiseLSTM(Optimizer):
         return [tuple((per_layer[layer][0][i], per_layer[layer][1][i]) for layer in range(len(self.config.layers)))
                 for i in range(len(sizes))]
 
+    def _packs(self, params) -> bool:
+        """Only the plain rule packs (subclasses keep their own state layouts)."""
+        return type(self).update is CoordinatewiseLSTM.update and len(params) > 1
+
+    def pack_state(self, state, params):
+        """One joined (h, c) per layer for all coordinates: no join/split at every update."""
+        if not self._packs(params) or _is_packed(state):
+            return state
+        return {PACKED: self._join_states(state, _sizes(params))}
+
+    def unpack_state(self, state, params):
+        if not _is_packed(state):
+            return state
+        return self._split_states(state[PACKED], _sizes(params))
+
     def _use_fused_kernel(self, features: tf.Tensor, joined: list) -> bool:
         """Whether this update runs the fused kernel: asked for, built, and float32 throughout."""
         if self.kernel not in fused_lstm.CHOICES:
@@ -204,7 +231,8 @@ class CoordinatewiseLSTM(Optimizer):
         del params  # The update depends on the gradient history only.
         g, sizes = _flatten(grads)
         features = self._preprocess(g, self.config.preprocess_p)
-        joined = self._join_states(state, sizes)
+        packed = _is_packed(state)
+        joined = state[PACKED] if packed else self._join_states(state, sizes)
         if self._use_fused_kernel(features, joined):
             out, new_states = features, []
             with tf.name_scope("fused_lstm"):  # so profiles can attribute its ops
@@ -217,4 +245,6 @@ class CoordinatewiseLSTM(Optimizer):
                 new_states = [new_states]
         step = self._scale_and_clip(tf.reshape(self._output(out), [-1]))
         updates = [tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)]
+        if packed:
+            return updates, {PACKED: [list(hc) for hc in new_states]}
         return updates, self._split_states(new_states, sizes)
