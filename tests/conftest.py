@@ -32,6 +32,20 @@ def trajectory_updates(optimizer, grads_seq, shapes) -> list:
     return out
 
 
+def trained_looking_lstm(seed: int, layers=(20, 7)):
+    """A coordinatewise LSTM whose phi is perturbed away from its initialization (biases
+    included), so that comparisons of implementations exercise every weight."""
+    import numpy as np
+
+    from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
+
+    optimizer = CoordinatewiseLSTM(LSTMOptimizerConfig(layers=layers), seed=seed)
+    rng = np.random.default_rng(seed)
+    for v in optimizer.meta_variables:
+        v.assign(v.numpy() + rng.normal(scale=0.3, size=v.shape).astype(np.float32))
+    return optimizer
+
+
 # -- a tiny trained optimizer shared by the export, Keras wrapper, pretrained and README tests --
 
 import pytest  # noqa: E402

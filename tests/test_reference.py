@@ -1,9 +1,9 @@
 """The fast coordinatewise LSTM and the plain unfused reference compute the same rule."""
 import numpy as np
 import tensorflow as tf
+from conftest import trained_looking_lstm
 
 from l2l_tf.meta import meta_gradient
-from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
 from l2l_tf.optimizers.reference import UnfusedLSTM
 from l2l_tf.problems import QuadraticFamily
 
@@ -11,17 +11,8 @@ from l2l_tf.problems import QuadraticFamily
 TOLERANCE = 1e-5
 
 
-def _trained_looking(seed):
-    """An optimizer whose phi is perturbed away from its initialization (biases included)."""
-    fast = CoordinatewiseLSTM(LSTMOptimizerConfig(layers=(20, 7)), seed=seed)
-    rng = np.random.default_rng(seed)
-    for v in fast.meta_variables:
-        v.assign(v.numpy() + rng.normal(scale=0.3, size=v.shape).astype(np.float32))
-    return fast
-
-
 def test_same_updates_and_states_over_several_steps():
-    fast = _trained_looking(0)
+    fast = trained_looking_lstm(0)
     slow = UnfusedLSTM(fast)
     shapes = [(3, 4), (7,), (2, 2, 5)]
     params = [tf.zeros(s) for s in shapes]
@@ -41,7 +32,7 @@ def test_same_updates_and_states_over_several_steps():
 def test_same_meta_gradient_through_a_truncation():
     family = QuadraticFamily()
     problem = family.sample("train", 0, range(4))
-    fast = _trained_looking(2)
+    fast = trained_looking_lstm(2)
     weights = tf.ones(5)
     out = {}
     for opt in (fast, UnfusedLSTM(fast)):
@@ -57,7 +48,7 @@ def test_same_meta_gradient_through_a_truncation():
 
 
 def test_packed_state_gives_the_same_updates_and_unpacks_to_the_per_tensor_layout():
-    fast = _trained_looking(3)
+    fast = trained_looking_lstm(3)
     shapes = [(3, 4), (7,), (2, 2, 5)]
     params = [tf.zeros(s) for s in shapes]
     per_tensor = fast.init(params)
@@ -89,7 +80,7 @@ def test_same_meta_gradient_on_a_several_tensor_problem():
 
     fixture = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testdata", "mnist_subset.npz")
     family = MNISTFamily(data_dir=fixture)
-    fast = _trained_looking(6)
+    fast = trained_looking_lstm(6)
     out = []
     for opt in (fast, UnfusedLSTM(fast)):
         problem = family.sample("train", 0, [0])  # the same problem afresh (its batches are read once)

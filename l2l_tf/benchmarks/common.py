@@ -36,3 +36,19 @@ def time_calls(fn: Callable[[], object], sync: Callable[[], object], warmup: int
         cpu.append(1e3 * (time.process_time() - start_cpu) / calls)
     return {"ms": statistics.median(wall), "cpu_ms": statistics.median(cpu),
             "ms_repeats": [round(t, 3) for t in wall], "cpu_ms_repeats": [round(t, 3) for t in cpu]}
+
+
+def learned_optimizer(implementation: str):
+    """The untrained default LSTM optimizer as one benchmark implementation computes it.
+
+    "fast": `CoordinatewiseLSTM` as shipped (the fused kernel where it builds); "keras_cells"
+    and "fast_xla": the same on Keras' cells (XLA cannot compile the kernel's custom op);
+    "unfused": the per-gate reference reading the same phi.
+    """
+    from l2l_tf.optimizers import CoordinatewiseLSTM
+    from l2l_tf.optimizers.reference import UnfusedLSTM
+
+    fast = CoordinatewiseLSTM(seed=0)
+    if implementation in ("keras_cells", "fast_xla"):
+        fast.kernel = "keras"
+    return UnfusedLSTM(fast) if implementation == "unfused" else fast

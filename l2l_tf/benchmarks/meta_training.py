@@ -28,22 +28,16 @@ def lstm_kernel(implementation: str) -> str:
 def measure(problem: str, implementation: str, data_dir: str | None, warmup: int, repeats: int,
             profile_dir: str | None = None) -> dict:
     import keras
-    import tensorflow as tf
 
-    from l2l_tf.benchmarks.common import time_calls
+    from l2l_tf.benchmarks.common import learned_optimizer, time_calls
     from l2l_tf.meta import MetaTrainConfig, MetaTrainer
-    from l2l_tf.optimizers import CoordinatewiseLSTM
-    from l2l_tf.optimizers.reference import UnfusedLSTM
     from l2l_tf.problems.registry import make_family
 
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {implementation!r}")
     keras.utils.set_random_seed(0)
     family = make_family(problem, **({"data_dir": data_dir} if problem != "quadratic" else {}))
-    fast = CoordinatewiseLSTM(seed=0)
-    if implementation in ("keras_cells", "fast_xla"):  # XLA cannot compile the kernel's custom op
-        fast.kernel = "keras"
-    optimizer = UnfusedLSTM(fast) if implementation == "unfused" else fast
+    optimizer = learned_optimizer(implementation)
     config = MetaTrainConfig(num_steps=100, unroll_length=20, jit_compile=implementation == "fast_xla")
     trainer = MetaTrainer(family, optimizer, config)
     epoch = iter(range(10**9))

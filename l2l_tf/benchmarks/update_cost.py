@@ -39,9 +39,7 @@ def measure(size: int, implementation: str, warmup: int, repeats: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from l2l_tf.benchmarks.common import time_calls
-    from l2l_tf.optimizers import CoordinatewiseLSTM
-    from l2l_tf.optimizers.reference import UnfusedLSTM
+    from l2l_tf.benchmarks.common import learned_optimizer, time_calls
 
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {implementation!r}")
@@ -55,15 +53,12 @@ def measure(size: int, implementation: str, warmup: int, repeats: int) -> dict:
         step = tf.function(lambda: adam.apply([grad], [variable]))
         times = time_calls(step, lambda: adam.iterations.numpy(), warmup=warmup, repeats=repeats)
         return {"size": size, "implementation": implementation, "update": times}
-    fast = CoordinatewiseLSTM(seed=0)
-    if implementation in ("keras_cells", "fast_xla"):  # XLA cannot compile the kernel's custom op
-        fast.kernel = "keras"
-    optimizer = UnfusedLSTM(fast) if implementation == "unfused" else fast
+    optimizer = learned_optimizer(implementation)
     state = optimizer.init([grad])
     update = tf.function(lambda g, s: optimizer.update([g], s, [g]), jit_compile=implementation == "fast_xla")
     times = time_calls(lambda: out.update(v=update(grad, state)), lambda: out["v"][0][0].numpy(),
                        warmup=warmup, repeats=repeats)
-    flops = lstm_matmul_flops_per_coordinate(fast.config.layers) * size
+    flops = lstm_matmul_flops_per_coordinate(optimizer.config.layers) * size
     return {"size": size, "implementation": implementation, "update": times, "matmul_flops": flops,
             "gflops_per_second": flops / (times["ms"] / 1e3) / 1e9}
 

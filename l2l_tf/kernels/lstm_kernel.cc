@@ -158,6 +158,10 @@ class LstmGatesOp : public OpKernel {
     auto work = [&](int64_t chunk_begin, int64_t chunk_end) {
       std::unique_ptr<float[]> z(new float[kChunk * g4]), t(new float[kChunk * u]),
           scratch(kSaveCache ? nullptr : new float[kChunk * 5 * u]);
+      // Row `row` (the r-th of its chunk) keeps [i, f, g, o, tanh(c')] in the cache, or in scratch.
+      auto saved = [&](int64_t row, int64_t r) {
+        return kSaveCache ? cache_p + row * 5 * u : scratch.get() + r * 5 * u;
+      };
       for (int64_t start = chunk_begin * kChunk; start < std::min(rows, chunk_end * kChunk); start += kChunk) {
         const int64_t n = std::min(kChunk, rows - start);
         for (int64_t r = 0; r < n; ++r) {
@@ -169,14 +173,12 @@ class LstmGatesOp : public OpKernel {
         Sigmoid(z.get(), n * g4);
         for (int64_t r = 0; r < n; ++r) {
           const int64_t row = start + r;
-          float* saved = kSaveCache ? cache_p + row * 5 * u : scratch.get() + r * 5 * u;
-          CellRow(z.get() + r * g4, c_p + row * u, saved, cn_p + row * u, t.get() + r * u, u);
+          CellRow(z.get() + r * g4, c_p + row * u, saved(row, r), cn_p + row * u, t.get() + r * u, u);
         }
         Sigmoid(t.get(), n * u);
         for (int64_t r = 0; r < n; ++r) {
           const int64_t row = start + r;
-          float* saved = kSaveCache ? cache_p + row * 5 * u : scratch.get() + r * 5 * u;
-          OutputRow(t.get() + r * u, saved, h_p + row * u, u);
+          OutputRow(t.get() + r * u, saved(row, r), h_p + row * u, u);
         }
       }
     };

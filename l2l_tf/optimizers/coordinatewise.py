@@ -106,19 +106,18 @@ class LSTMOptimizerConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+def _sizes(tensors: Sequence[tf.Tensor]) -> list:
+    return [t.shape.num_elements() if t.shape.is_fully_defined() else tf.size(t) for t in tensors]
+
+
 def _flatten(tensors: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list]:
     """Concatenates tensors into one [N] vector; returns it with the sizes to split it back."""
     flat = [tf.reshape(t, [-1]) for t in tensors]
-    sizes = [f.shape[0] if f.shape[0] is not None else tf.shape(f)[0] for f in flat]
-    return (flat[0] if len(flat) == 1 else tf.concat(flat, axis=0)), sizes
+    return (flat[0] if len(flat) == 1 else tf.concat(flat, axis=0)), _sizes(tensors)
 
 
 def _split(vector: tf.Tensor, sizes: list) -> list[tf.Tensor]:
     return [vector] if len(sizes) == 1 else tf.split(vector, sizes, axis=0)
-
-
-def _sizes(tensors: Sequence[tf.Tensor]) -> list:
-    return [t.shape.num_elements() if t.shape.is_fully_defined() else tf.size(t) for t in tensors]
 
 
 #: The key of `CoordinatewiseLSTM.pack_state`'s layout: {PACKED: [[h, c] per layer]}, all coordinates joined.
