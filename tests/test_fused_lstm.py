@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import trained_looking_lstm
 
 from l2l_tf.kernels import fused_lstm
 from l2l_tf.meta import meta_gradient
-from l2l_tf.optimizers import CoordinatewiseLSTM, LSTMOptimizerConfig
+from l2l_tf.optimizers import CoordinatewiseLSTM
 from l2l_tf.problems import QuadraticFamily
 
 #: float32 sums in another order, and tanh as 2 sigmoid(2x) - 1: ~1e-7 absolute per value;
@@ -80,18 +81,10 @@ def test_results_are_bitwise_reproducible_and_nan_propagates():
     assert np.isfinite(h_big.numpy()).all() and np.abs(h_big.numpy()).max() <= 1.0
 
 
-def _trained_looking(seed):
-    optimizer = CoordinatewiseLSTM(LSTMOptimizerConfig(layers=(20, 7)), seed=seed)
-    rng = np.random.default_rng(seed)
-    for v in optimizer.meta_variables:
-        v.assign(v.numpy() + rng.normal(scale=0.3, size=v.shape).astype(np.float32))
-    return optimizer
-
-
 def test_the_optimizer_gives_the_same_updates_and_meta_gradient_on_either_kernel():
     family = QuadraticFamily()
     problem = family.sample("train", 0, range(4))
-    optimizer = _trained_looking(5)
+    optimizer = trained_looking_lstm(5)
     out = {}
     for kernel in ("fused", "keras"):
         optimizer.kernel = kernel
@@ -186,3 +179,14 @@ def test_an_unwritable_cache_is_a_clear_error(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(fused_lstm.KernelUnavailable, match="cannot write the kernel cache"):
         fused_lstm._build(blocker / "cache" / "lib.so")
+
+
+def test_binaries_reject_a_bad_kernel_choice_up_front_in_one_line(monkeypatch):
+    from conftest import run_binary
+
+    monkeypatch.setenv(fused_lstm.ENV_CHOICE, "sometimes")
+    proc = run_binary("l2l_train", "--num_epochs=1", "--save_path=unused")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "l2l_train.py: error: $L2L_TF_LSTM_KERNEL must be one of ('auto', 'fused', 'keras'), got 'sometimes'")
+    assert "Traceback" not in proc.stderr

@@ -154,6 +154,16 @@ def _load():
         raise KernelUnavailable(f"loading {path} failed: {e}") from None
 
 
+def check_environment() -> None:
+    """Validates $L2L_TF_LSTM_KERNEL now (and with "fused", builds the kernel now).
+
+    For binaries, before any work: raised later, while a tf.function traces, the error would
+    reach the user wrapped in TensorFlow's tracing traceback.
+    """
+    if choice() == "fused":
+        available()
+
+
 @functools.lru_cache(maxsize=None)
 def available() -> bool:
     """True if the fused kernel is wanted and works here (builds it on the first call).
