@@ -1,9 +1,9 @@
 """The fused CPU LSTM kernel (lstm_kernel.cc): built on first use, loaded, and its gradient.
 
-Why a custom op: the coordinatewise LSTM's cost is element-wise and memory-bound (see
+Why a custom op: the coordinatewise LSTM's cost is memory traffic, not arithmetic (see
 RESULTS.md, "Speed, memory and scale"): TensorFlow materializes every intermediate of the
-[N, 4 * units] gate matrix op by op, in both passes. The kernel fuses everything between one layer's
-matmuls (which stay TensorFlow's) into one pass over the rows, forward and backward.
+[N, 4 * units] gate matrix op by op, in both passes. The kernel computes one layer, matmuls
+included, block of rows by block of rows in cache: one op forward, one backward.
 
 The library is compiled once per machine, TensorFlow version and source (the C++ file is
 hashed into the cache key), with the compiler and flags TensorFlow reports
@@ -39,7 +39,7 @@ ENV_CHOICE = "L2L_TF_LSTM_KERNEL"
 ENV_CACHE = "L2L_TF_KERNEL_CACHE"
 CHOICES = ("auto", "fused", "keras")
 #: -march=native: the library is built on the machine that runs it (the CPU is in the cache key).
-_OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-w"]
+_OPT_FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-w"]
 
 
 _local = threading.local()
@@ -186,31 +186,27 @@ def available() -> bool:
     return True
 
 
-@tf.RegisterGradient("L2LLstmGates")
-def _gates_gradient(op, dh_out, dc_out, dcache):
+@tf.RegisterGradient("L2LLstmLayer")
+def _layer_gradient(op, dh_out, dc_out, dcache):
     del dcache  # the cache only feeds the gradient op
-    _, _, _, c = op.inputs
+    x, h, c, kernel, recurrent_kernel, _ = op.inputs
     h_out, c_out, cache = op.outputs
     dh_out = tf.zeros_like(h_out) if dh_out is None else dh_out
     dc_out = tf.zeros_like(c_out) if dc_out is None else dc_out
-    dz, dc, dbias = _load().l2l_lstm_gates_grad(dh_out, dc_out, c, cache)
-    return dz, dz, dbias, dc
+    return _load().l2l_lstm_layer_grad(dh_out, dc_out, x, h, c, kernel, recurrent_kernel, cache)
 
 
 def lstm_step(x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, kernel, recurrent_kernel, bias) -> tuple[tf.Tensor, tf.Tensor]:
     """One step of a Keras LSTMCell (sigmoid/tanh, gates i, f, g, o) on every row: (h', c').
 
     kernel [inputs, 4 * units], recurrent_kernel [units, 4 * units] and bias [4 * units] are the
-    cell's own weights. The two matmuls are TensorFlow's; the kernel fuses everything after
-    them. Gradients flow to all six inputs (TensorFlow differentiates the matmuls). When no
+    cell's own weights (Keras variables or tensors). Gradients flow to all six inputs. When no
     gradient tape watches the inputs, a variant that saves nothing for the backward pass runs
     (graph-mode `tf.gradients` through it fails loudly: it has no gradient).
     """
-    zx = tf.matmul(x, kernel)
-    zh = tf.matmul(h, recurrent_kernel)
-    bias = tf.convert_to_tensor(bias)
-    if not record.should_record_backprop([zx, zh, bias, c]):
+    inputs = [x, h, c] + [tf.convert_to_tensor(w) for w in (kernel, recurrent_kernel, bias)]
+    if not record.should_record_backprop(inputs):
         # No tape watches this step (a Keras optimizer update, an evaluation): skip the cache.
-        return tuple(_load().l2l_lstm_gates_inference(zx, zh, bias, c))
-    h_out, c_out, _ = _load().l2l_lstm_gates(zx, zh, bias, c)
+        return tuple(_load().l2l_lstm_layer_inference(*inputs))
+    h_out, c_out, _ = _load().l2l_lstm_layer(*inputs)
     return h_out, c_out
