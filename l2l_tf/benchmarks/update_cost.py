@@ -5,8 +5,8 @@ and state out) in a `tf.function`; Adam is `keras.optimizers.Adam.apply` on one 
 variable. The LSTM's work is counted as its matmul FLOPs (2 * in * out per coordinate and
 weight matrix; the element-wise gate math is not counted), and compared with what a large
 square matmul reaches in the same process, and with what matmuls of the LSTM's own
-tall-and-skinny shapes ([N, in + units] x [in + units, 4 units]) reach: the latter is the
-ceiling any implementation built on the BLAS kernels of this machine can hope for.
+tall-and-skinny shapes ([N, in + units] x [in + units, 4 units]) reach: the ceiling of an
+implementation that leaves the matmuls to this machine's BLAS (the fused kernel does its own).
 """
 from __future__ import annotations
 

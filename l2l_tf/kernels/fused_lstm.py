@@ -1,9 +1,9 @@
 """The fused CPU LSTM kernel (lstm_kernel.cc): built on first use, loaded, and its gradient.
 
-Why a custom op: the coordinatewise LSTM's cost is memory traffic, not arithmetic (see
-RESULTS.md, "Speed, memory and scale"): TensorFlow materializes every intermediate of the
-[N, 4 * units] gate matrix op by op, in both passes. The kernel computes one layer, matmuls
-included, block of rows by block of rows in cache: one op forward, one backward.
+Why a custom op: TensorFlow materializes every intermediate of the coordinatewise LSTM's
+[N, 4 * units] gate matrix op by op, in both passes, and runs a dozen ops where one would do.
+The kernel computes one layer, matmuls included, block of rows by block of rows in cache: one
+op forward, one backward (its speed and memory: RESULTS.md, "Speed, memory and scale").
 
 The library is compiled once per machine, TensorFlow version and source (the C++ file is
 hashed into the cache key), with the compiler and flags TensorFlow reports

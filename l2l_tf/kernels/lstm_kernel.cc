@@ -3,10 +3,11 @@
 // Why: the learned optimizer runs one small LSTM over every coordinate of the optimizee: for
 // N coordinates a layer is two [N, K] x [K, 4 * units] matmuls and element-wise work on the
 // [N, 4 * units] gate matrix. Done op by op, TensorFlow writes the gate pre-activations of every
-// coordinate to memory and reads them back several times in each pass, and that traffic, not
-// arithmetic, was what the layer cost (RESULTS.md, "Speed, memory and scale"). Here each block of
+// coordinate to memory and reads them back several times in each pass. Here each block of
 // kChunk rows is computed start to finish while it sits in L1: the gate pre-activations come
-// out of a register-tiled matmul into a small scratch buffer and never reach memory.
+// out of a register-tiled matmul into a small scratch buffer and never reach memory (measured in
+// RESULTS.md, "Speed, memory and scale": 1.4x faster updates at 1e7 coordinates than oneDNN's
+// matmuls around a fused gate op, 16% less meta-training memory, meta-training itself level).
 //   forward:  z = x W + h U + b (Keras LSTMCell: gates i, f, g, o)
 //             i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g);  c' = f c + i g;  h' = o tanh(c')
 //   backward: (dh', dc') -> dz (the gradient of z, in scratch only), then dx = dz W^T,
