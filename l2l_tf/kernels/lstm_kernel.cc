@@ -140,6 +140,18 @@ typedef float Vec __attribute__((vector_size(64)));
 typedef float UnalignedVec __attribute__((vector_size(64), aligned(4)));
 
 inline Vec Load(const float* p) { return *reinterpret_cast<const UnalignedVec*>(p); }
+// An empty asm statement that takes v in a vector register: the compiler must materialize it
+// there (rather than fold the load into every instruction that uses it).
+inline void KeepInRegister(Vec& v) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm("" : "+v"(v));
+#elif defined(__aarch64__)
+  asm("" : "+w"(v));
+#else
+  (void)v;
+#endif
+}
+
 // All lanes x (a broadcast; `Vec{} + x` would add 0.0f first, to keep -0.0f's sign).
 inline Vec Splat(float x) { return Vec{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
 inline void Store(float* p, Vec v) { *reinterpret_cast<UnalignedVec*>(p) = v; }
@@ -162,7 +174,7 @@ inline void Accumulate(const Operand& a, const float* __restrict b, int64_t ldb,
       bv[v] = Load(b + l * ldb + kLanes * v);
       // Keeps the operand in a register: folded into each FMA instead, it is loaded R times
       // (Zen 4 loads one 64-byte vector per cycle, so that would bound the tile at R / (R + 1) FMA/cycle).
-      asm("" : "+v"(bv[v]));
+      KeepInRegister(bv[v]);
     }
     for (int r = 0; r < R; ++r) {
       const Vec s = Splat(a.data[r * a.row + l * a.step]);
