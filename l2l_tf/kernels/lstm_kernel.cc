@@ -183,15 +183,14 @@ inline void Accumulate(const Operand& a, const float* __restrict b, int64_t ldb,
   }
 }
 
-// c[r][0 : 16 V] = start_r + sum_l [a0 | a1](r, l) * b[l * ldb + 0 : 16 V] for r < R, where start_r
-// is c's row (accumulate), init (one row for all), or zero. Everything stays in registers.
+// c[r][0 : 16 V] = init + sum_l [a0 | a1](r, l) * b[l * ldb + 0 : 16 V] for r < R, where init is
+// one row for all (or zero if null). Everything stays in registers.
 template <int R, int V>
 void Tile(const Operand& a0, const Operand& a1, const float* __restrict b, int64_t ldb, float* __restrict c,
-          int64_t ldc, const float* __restrict init, bool accumulate) {
+          int64_t ldc, const float* __restrict init) {
   Vec acc[R][V];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v)
-      acc[r][v] = accumulate ? Load(c + r * ldc + kLanes * v) : init ? Load(init + kLanes * v) : Vec{};
+    for (int v = 0; v < V; ++v) acc[r][v] = init ? Load(init + kLanes * v) : Vec{};
   Accumulate<R, V>(a0, b, ldb, acc);
   Accumulate<R, V>(a1, b + a0.length * ldb, ldb, acc);
   for (int r = 0; r < R; ++r)
@@ -199,7 +198,7 @@ void Tile(const Operand& a0, const Operand& a1, const float* __restrict b, int64
 }
 
 using TileFunction = void (*)(const Operand&, const Operand&, const float*, int64_t, float*, int64_t,
-                              const float*, bool);
+                              const float*);
 
 // Rows per tile for V vectors of columns: as many accumulators as fit beside V operands.
 constexpr int TileRows(int v) { return v >= 5 ? 4 : v == 4 ? 6 : 8; }
@@ -216,10 +215,10 @@ constexpr std::array<std::array<TileFunction, kMaxTileRows>, kMaxVectors> AllTil
 // kTiles[V - 1][R - 1] = Tile<R, V>.
 constexpr auto kTiles = AllTiles(std::make_integer_sequence<int, kMaxVectors>());
 
-// c[r, 0 : 16 vectors] (=|+=) sum_l [a0 | a1](r, l) * b[l, :] for r < rows: the row tiles and
-// column blocks that make up one matmul (b and c have 16 * vectors columns, zero-padded).
+// c[r, 0 : 16 vectors] = init + sum_l [a0 | a1](r, l) * b[l, :] for r < rows: the row tiles and
+// column blocks that make up one matmul (b, c and init have 16 * vectors columns, zero-padded).
 void MatMul(const Operand& a0, const Operand& a1, int64_t rows, const float* b, int64_t ldb, int64_t vectors,
-            float* c, int64_t ldc, const float* init, bool accumulate) {
+            float* c, int64_t ldc, const float* init = nullptr) {
   for (int64_t v = 0; v < vectors; v += kMaxVectors) {
     const int64_t block = std::min<int64_t>(kMaxVectors, vectors - v);
     const int64_t tile_rows = TileRows(block);
@@ -227,7 +226,7 @@ void MatMul(const Operand& a0, const Operand& a1, int64_t rows, const float* b, 
       const Operand t0{a0.data + r * a0.row, a0.row, a0.step, a0.length},
           t1{a1.data + r * a1.row, a1.row, a1.step, a1.length};
       kTiles[block - 1][std::min(tile_rows, rows - r) - 1](t0, t1, b + v * kLanes, ldb, c + r * ldc + v * kLanes,
-                                                           ldc, init ? init + v * kLanes : nullptr, accumulate);
+                                                           ldc, init ? init + v * kLanes : nullptr);
     }
   }
 }
@@ -252,13 +251,14 @@ absl::Status ValidLayer(const Tensor& x, const Tensor& h, const Tensor& c, const
   return absl::OkStatus();
 }
 
-// The layer's weights as the forward pass reads them: rows padded to whole vectors (gp
-// columns), the cell candidate's columns doubled (tanh(x) = 2 sigmoid(2x) - 1).
-std::vector<float> PackForward(const float* w, int64_t rows, int64_t u, int64_t gp) {
-  std::vector<float> packed(std::max<int64_t>(rows, 1) * gp, 0.0f);
+// Appends rows of the layer's weights as the forward pass reads them: padded to whole vectors
+// (gp columns), the cell candidate's columns doubled (tanh(x) = 2 sigmoid(2x) - 1).
+void PackForward(const float* w, int64_t rows, int64_t u, int64_t gp, std::vector<float>& packed) {
+  const int64_t first = packed.size();
+  packed.resize(first + rows * gp, 0.0f);
   for (int64_t k = 0; k < rows; ++k)
-    for (int64_t j = 0; j < 4 * u; ++j) packed[k * gp + j] = w[k * 4 * u + j] * (j / u == 2 ? 2.0f : 1.0f);
-  return packed;
+    for (int64_t j = 0; j < 4 * u; ++j)
+      packed[first + k * gp + j] = w[k * 4 * u + j] * (j / u == 2 ? 2.0f : 1.0f);
 }
 
 // dst[0 : n] = src[0 : n] for a few dozen floats: inline (GCC would call memmove per row).
@@ -291,11 +291,10 @@ class LstmLayerOp : public OpKernel {
     const float *x_p = x.flat<float>().data(), *h_p = h.flat<float>().data(), *c_p = c.flat<float>().data();
     float *h_new = h_out->flat<float>().data(), *c_new = c_out->flat<float>().data(),
           *cache_p = kSaveCache ? cache->flat<float>().data() : nullptr;
-    std::vector<float> w = PackForward(kernel.flat<float>().data(), kx, u, gp);
-    const std::vector<float> wh = PackForward(recurrent.flat<float>().data(), u, u, gp),
-                             b = PackForward(bias.flat<float>().data(), 1, u, gp);
-    w.resize(kx * gp);
-    w.insert(w.end(), wh.begin(), wh.end());  // [kernel; recurrent]: z = [x | h] w + b
+    std::vector<float> w, b;  // [kernel; recurrent] and bias: z = [x | h] w + b
+    PackForward(kernel.flat<float>().data(), kx, u, gp, w);
+    PackForward(recurrent.flat<float>().data(), u, u, gp, w);
+    PackForward(bias.flat<float>().data(), 1, u, gp, b);
 
     // Work is shared out in chunks of kChunk rows; each shard allocates its scratch once.
     auto work = [&](int64_t chunk_begin, int64_t chunk_end) {
@@ -308,7 +307,7 @@ class LstmLayerOp : public OpKernel {
       for (int64_t start = chunk_begin * kChunk; start < std::min(rows, chunk_end * kChunk); start += kChunk) {
         const int64_t n = std::min(kChunk, rows - start);
         MatMul({x_p + start * kx, kx, 1, kx}, {h_p + start * u, u, 1, u}, n, w.data(), gp, gp / kLanes, z.get(), gp,
-               b.data(), false);
+               b.data());
         Sigmoid(z.get(), n * gp);
         for (int64_t r = 0; r < n; ++r) {
           const int64_t row = start + r;
@@ -383,16 +382,14 @@ class LstmLayerGradOp : public OpKernel {
             AddTo(dz.get() + r * gp, chunk_dbias, g4);
           }
           // [dx, dh] = dz [kernel; recurrent]^T, then split into the two outputs.
-          MatMul({dz.get(), gp, 1, g4}, kNone, n, wt.data(), kp, kp / kLanes, da.get(), kp, nullptr, false);
+          MatMul({dz.get(), gp, 1, g4}, kNone, n, wt.data(), kp, kp / kLanes, da.get(), kp);
           for (int64_t r = 0; r < n; ++r) {
             CopyRow(da.get() + r * kp, dx_p + (start + r) * kx, kx);
             CopyRow(da.get() + r * kp + kx, dh_new + (start + r) * u, u);
           }
           // dkernel = x^T dz and drecurrent = h^T dz over the chunk's rows (row k of x^T is x[k + r * K]).
-          MatMul({x_p + start * kx, 1, kx, n}, kNone, kx, dz.get(), gp, gp / kLanes, chunk_sums.get(), gp, nullptr,
-                 false);
-          MatMul({h_p + start * u, 1, u, n}, kNone, u, dz.get(), gp, gp / kLanes, chunk_sums.get() + kx * gp, gp,
-                 nullptr, false);
+          MatMul({x_p + start * kx, 1, kx, n}, kNone, kx, dz.get(), gp, gp / kLanes, chunk_sums.get(), gp);
+          MatMul({h_p + start * u, 1, u, n}, kNone, u, dz.get(), gp, gp / kLanes, chunk_sums.get() + kx * gp, gp);
           AddTo(chunk_sums.get(), sums, partial_size);
         }
       }
