@@ -1,6 +1,10 @@
 """The fused C++ LSTM kernel computes Keras' LSTMCell step and its gradient, and is kept out of
 the graphs that cannot hold it (XLA, SavedModel exports)."""
+import concurrent.futures
+import json
 import os
+import platform
+import subprocess
 
 import numpy as np
 import pytest
@@ -25,7 +29,43 @@ FLOOR = 2e-7
 UPDATE_ATOL = 1e-7
 
 
-pytestmark = pytest.mark.skipif(not fused_lstm.available(), reason="the fused kernel does not build here")
+#: `L2L_TF_KERNEL_TESTS=skip` opts out of the kernel tests explicitly (e.g. a machine whose
+#: compiler is known not to build it). Otherwise a machine with a C++ compiler must build the
+#: kernel natively, and these tests fail when it does not: a fallback to Keras' cells (or to a
+#: portable build) is correct but slow, and would otherwise pass unnoticed.
+OPT_OUT = "L2L_TF_KERNEL_TESTS"
+
+
+def _why_not_tested() -> str | None:
+    if os.environ.get(OPT_OUT, "").strip().lower() == "skip":
+        return f"${OPT_OUT}=skip"
+    if fused_lstm.choice() == "keras":
+        return f"${fused_lstm.ENV_CHOICE}=keras turns the kernel off"
+    if fused_lstm._compiler() is None:
+        return "no C++ compiler here"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_why_not_tested() is not None, reason=str(_why_not_tested()))
+
+
+@pytest.fixture(autouse=True)
+def _kernel_must_be_available():
+    """Every test here runs on the kernel: a failed build fails them all, with the reason."""
+    try:
+        fused_lstm.check_environment()
+        fused_lstm._load()
+    except fused_lstm.KernelUnavailable as e:
+        pytest.fail(f"a C++ compiler is present but the fused kernel is unavailable: {e} "
+                    f"(set ${OPT_OUT}=skip to opt out)")
+    assert fused_lstm.available()
+
+
+def test_the_kernel_is_built_for_this_cpu():
+    """-march=native (minus the extensions TensorFlow's headers cannot compile), not the portable build."""
+    info = fused_lstm.build_info()
+    assert info["build"] in fused_lstm.NATIVE_BUILDS, info
+    assert "-march=native" in info["flags"]
 
 
 def _cell(inputs, units, seed):
@@ -215,3 +255,48 @@ def test_binaries_reject_a_bad_kernel_choice_up_front_in_one_line(monkeypatch):
     assert proc.stderr.strip().splitlines()[-1] == (
         "l2l_train.py: error: $L2L_TF_LSTM_KERNEL must be one of ('auto', 'fused', 'keras'), got 'sometimes'")
     assert "Traceback" not in proc.stderr
+
+
+def _fake_compiler(tmp_path, fails_when: str) -> str:
+    """A 'compiler' that fails (like Eigen's AVX512-FP16 header does) when its arguments match
+    the shell pattern `fails_when`, and otherwise writes its -o file."""
+    script = tmp_path / "fake-g++"
+    script.write_text(f'''#!/bin/sh
+case "$*" in {fails_when}) echo "PacketMathFP16.h:740:49: error: expected initializer before '<' token" >&2; exit 1;; esac
+while [ $# -gt 0 ]; do if [ "$1" = "-o" ]; then echo built > "$2"; fi; shift; done
+''')
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_failed_native_build_is_retried_and_says_which_flags_were_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", _fake_compiler(tmp_path, "*-march=native*"))
+    built = fused_lstm._build(tmp_path / "cache" / "lib.so")
+    assert built["build"] == "portable" and built["flags"] == []
+    assert [f["build"] for f in built["failed"]] == ["native", "native without AVX512-FP16"]
+    assert "expected initializer" in built["failed"][0]["error"]
+    # The record is kept beside the library, for build_info() of a cached build.
+    assert json.loads((tmp_path / "cache" / "lib.json").read_text()) == built
+    monkeypatch.setenv("CXX", _fake_compiler(tmp_path, "*-march=native\\ -I*"))
+    built = fused_lstm._build(tmp_path / "cache2" / "lib.so")
+    assert built["build"] == "native without AVX512-FP16"
+    assert built["flags"] == ["-march=native", "-mno-avx512fp16"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 targets")
+def test_the_source_compiles_for_every_x86_64_level(tmp_path):
+    """The machine of a later run may be any x86 CPU: the kernel must compile for the baseline
+    (SSE2), v2, v3 (AVX2) and v4 (AVX-512), not only for this machine's -march=native."""
+    compiler = fused_lstm._compiler()
+    levels = ["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"]
+
+    def compile_for(level):
+        command = ([compiler, str(fused_lstm.SOURCE), "-c", "-o", str(tmp_path / f"{level}.o"), f"-march={level}"]
+                   + [f for f in fused_lstm._OPT_FLAGS if f != "-shared"] + tf.sysconfig.get_compile_flags())
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        return level, done.returncode, done.stderr[-2000:]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        failures = [(level, err) for level, code, err in pool.map(compile_for, levels) if code]
+    assert not failures, failures

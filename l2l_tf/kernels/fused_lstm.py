@@ -9,8 +9,15 @@ The library is compiled once per machine, TensorFlow version and source (the C++
 hashed into the cache key), with the compiler and flags TensorFlow reports
 (`tf.sysconfig`), into `$L2L_TF_KERNEL_CACHE` (default `~/.cache/l2l_tf/kernels`). The build is
 atomic (a temporary file renamed into place), so parallel processes can race for it safely.
-When there is no compiler, the build fails or the library does not load, `available()` says so
-once in the log and callers use the Keras cells instead: same math, slower.
+
+`-march=native` is tried first. Some CPUs have ISA extensions that the headers TensorFlow
+bundles cannot be compiled for (TF 2.21's Eigen fails on AVX512-FP16 with g++ 12), so a failed
+native build is retried with those extensions switched off, and last with the compiler's
+default target; `build_info()` says which flags were used and why the earlier ones failed, the
+log warns when the build is not native, and the tests fail when it is not (a portable build is
+correct but slower: nothing may lose the fast path silently).
+When there is no compiler, every build fails or the library does not load, `available()` says
+so once in the log and callers use the Keras cells instead: same math, slower.
 
 `L2L_TF_LSTM_KERNEL=keras` turns the kernel off everywhere; `=fused` makes a failed build an
 error instead of a fallback.
@@ -20,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -38,8 +46,18 @@ SOURCE = Path(__file__).with_name("lstm_kernel.cc")
 ENV_CHOICE = "L2L_TF_LSTM_KERNEL"
 ENV_CACHE = "L2L_TF_KERNEL_CACHE"
 CHOICES = ("auto", "fused", "keras")
-#: -march=native: the library is built on the machine that runs it (the CPU is in the cache key).
-_OPT_FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-w"]
+_OPT_FLAGS = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-w"]
+#: Target flags, tried in order until one builds. -march=native: the library is built on the
+#: machine that runs it (the CPU is in the cache key). The second drops the extensions that
+#: TensorFlow's bundled headers fail to compile for; the last is the compiler's default
+#: target, which builds everywhere but vectorizes less.
+ARCH_CANDIDATES = (
+    ("native", ("-march=native",)),
+    ("native without AVX512-FP16", ("-march=native", "-mno-avx512fp16")),
+    ("portable", ()),
+)
+#: The builds of `ARCH_CANDIDATES` that are native to this CPU (what the tests require).
+NATIVE_BUILDS = ("native", "native without AVX512-FP16")
 
 
 _local = threading.local()
@@ -106,7 +124,8 @@ def _compiler() -> str | None:
 def library_path() -> Path:
     """Where the built library for this source, TensorFlow and CPU lives."""
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), tf.__version__.encode(), " ".join(_OPT_FLAGS).encode(),
+    candidates = ";".join(" ".join(flags) for _, flags in ARCH_CANDIDATES)
+    for part in (SOURCE.read_bytes(), tf.__version__.encode(), " ".join(_OPT_FLAGS).encode(), candidates.encode(),
                  " ".join(tf.sysconfig.get_compile_flags()).encode(), _cpu_signature().encode()):
         key.update(part)
         key.update(b"\0")
@@ -114,7 +133,33 @@ def library_path() -> Path:
     return cache / f"lstm_kernel_{key.hexdigest()[:16]}.so"
 
 
-def _build(target: Path) -> None:
+def _info_path(library: Path) -> Path:
+    return library.with_suffix(".json")
+
+
+def _compile(compiler: str, arch: tuple[str, ...], output: str) -> str | None:
+    """Runs one build into `output`; returns None on success, else the compiler's last error line."""
+    command = ([compiler, str(SOURCE), "-o", output] + _OPT_FLAGS + list(arch) + tf.sysconfig.get_compile_flags()
+               + tf.sysconfig.get_link_flags())
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return "took over 600 s"
+    except OSError as e:  # the compiler could not be started
+        return f"{compiler}: {e.strerror}"
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.strip().splitlines()
+    errors = [l for l in lines if "error" in l]
+    return (errors or lines or ["(no output)"])[0 if errors else -1].strip()
+
+
+def _build(target: Path) -> dict:
+    """Builds the library into `target` with the first `ARCH_CANDIDATES` entry that compiles.
+
+    Writes and returns the build record ({"build", "flags", "compiler", "failed": [...]}),
+    stored beside the library as JSON so that a cached library still says how it was built.
+    """
     compiler = _compiler()
     if compiler is None:
         raise KernelUnavailable("no C++ compiler (g++, c++ or clang++; or set $CXX)")
@@ -125,21 +170,40 @@ def _build(target: Path) -> None:
         raise KernelUnavailable(f"cannot write the kernel cache {target.parent}: {e.strerror} "
                                 f"(set ${ENV_CACHE} to a writable directory)") from None
     os.close(fd)
-    command = ([compiler, str(SOURCE), "-o", tmp] + _OPT_FLAGS + tf.sysconfig.get_compile_flags()
-               + tf.sysconfig.get_link_flags())
+    failed = []
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise KernelUnavailable(f"building {SOURCE.name} failed: {last}")
-        os.replace(tmp, target)
-    except subprocess.TimeoutExpired:
-        raise KernelUnavailable(f"building {SOURCE.name} took over 600 s") from None
-    except OSError as e:  # the compiler could not be started
-        raise KernelUnavailable(f"building {SOURCE.name} failed: {compiler}: {e.strerror}") from None
+        for name, arch in ARCH_CANDIDATES:
+            error = _compile(compiler, arch, tmp)
+            if error is None:
+                built = {"build": name, "flags": list(arch), "compiler": compiler, "failed": failed}
+                _write_json(_info_path(target), built)
+                os.replace(tmp, target)
+                return built
+            failed.append({"build": name, "flags": list(arch), "error": error})
+        tried = "; ".join(f"{f['build']} ({' '.join(f['flags']) or 'no -march'}): {f['error']}" for f in failed)
+        raise KernelUnavailable(f"building {SOURCE.name} failed: {tried}")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content, indent=1))
+    os.replace(tmp, path)
+
+
+def build_info() -> dict:
+    """How the loaded library was built: {"build": "native" | "native without AVX512-FP16" |
+    "portable", "flags", "compiler", "failed": the earlier candidates and their errors}.
+
+    Builds the kernel if needed; raises `KernelUnavailable` when it cannot be had.
+    """
+    _load()
+    try:
+        return json.loads(_info_path(library_path()).read_text())
+    except (OSError, ValueError):
+        return {"build": "unknown", "flags": [], "compiler": None, "failed": []}
 
 
 @functools.lru_cache(maxsize=None)
@@ -147,7 +211,11 @@ def _load():
     path = library_path()
     if not path.exists():
         logging.info("building the fused LSTM kernel into %s (once per machine)", path)
-        _build(path)
+        built = _build(path)
+        if built["failed"]:
+            logging.warning("fused LSTM kernel built as %r (%s) because %s", built["build"],
+                            " ".join(built["flags"]) or "the compiler's default target",
+                            "; ".join(f"{f['build']} failed: {f['error']}" for f in built["failed"]))
     try:
         return tf.load_op_library(str(path))
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, OSError) as e:

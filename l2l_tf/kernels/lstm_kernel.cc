@@ -141,12 +141,12 @@ typedef float UnalignedVec __attribute__((vector_size(64), aligned(4)));
 
 inline Vec Load(const float* p) { return *reinterpret_cast<const UnalignedVec*>(p); }
 // An empty asm statement that takes v in a vector register: the compiler must materialize it
-// there (rather than fold the load into every instruction that uses it).
+// there (rather than fold the load into every instruction that uses it). Only where one Vec
+// is one register (AVX-512): elsewhere (AVX2, SSE, NEON) a Vec spans several registers, no
+// register constraint can hold it ("impossible constraint in asm"), and the hint is dropped.
 inline void KeepInRegister(Vec& v) {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__AVX512F__)
   asm("" : "+v"(v));
-#elif defined(__aarch64__)
-  asm("" : "+w"(v));
 #else
   (void)v;
 #endif
