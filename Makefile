@@ -25,7 +25,7 @@ demo: $(STAMP)
 	@echo "Report: $(CURDIR)/$(DEMO)/evaluation/report.md (plot: $(CURDIR)/$(DEMO)/evaluation/loss_curves.png)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info

@@ -31,7 +31,7 @@ setup(
         "numpy",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "hypothesis"]},
     scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_visualize.py", "bin/l2l_export.py",
              "bin/l2l_benchmark.py"],
     license="Apache-2.0",

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from absl import flags  # noqa: E402
 
-from l2l_tf import cli  # noqa: E402
+from l2l_tf import cli, files  # noqa: E402
 from l2l_tf.benchmarks import report  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 
@@ -70,6 +70,7 @@ flags.DEFINE_integer("batch_size", 32, "keras_wrapper: batch size of the trainin
 flags.DEFINE_string("worker", None, "Internal: 'SECTION:ARG,ARG' measures one case and prints JSON.")
 flags.DEFINE_integer("worker_round", 0, "Internal: which round a meta_training worker belongs to.")
 cli.validate_flags_nonempty("output")
+cli.validate_output_files("output")
 
 
 def hidden_units(params: float) -> int:
@@ -323,12 +324,8 @@ def main(argv):
                                                     f"{FLAGS.warmup} warm-up calls, one process per case"),
                              "wall_seconds": round(time.time() - start, 1)}
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        tmp = FLAGS.output + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(document, f, indent=2)
-        os.replace(tmp, FLAGS.output)  # after every section, so a long run keeps what it measured
-        with open(report_path(), "w") as f:
-            f.write(report.render(document))
+        files.write_json(FLAGS.output, document)  # after every section, so a long run keeps what it measured
+        files.write_text(report_path(), report.render(document))
     print(f"results: {os.path.abspath(FLAGS.output)}, tables: {os.path.abspath(report_path())}")
 
 

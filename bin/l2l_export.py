@@ -25,6 +25,7 @@ flags.DEFINE_string("path", None, "Trained optimizer directory, export directory
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.", required=True)
 flags.DEFINE_bool("overwrite", False, "Replace --export_dir if it already holds files.")
 cli.validate_flags_nonempty("path", "export_dir")
+cli.validate_output_dirs("export_dir")
 
 
 def main(argv):

@@ -62,6 +62,7 @@ flags.DEFINE_list("settings", ["64", "128", "second_style_128"], "evaluate: whic
 # stylize
 flags.DEFINE_string("content_image", None, "stylize: the content image (any size; centre square crop, resized).")
 cli.validate_flags_nonempty("output_dir", "path")
+cli.validate_output_dirs("output_dir")
 
 SETTINGS = ("64", "128", "second_style_128")
 flags.register_validator("path", lambda p: os.path.isdir(p) or pretrained.is_bundled(p),
@@ -104,10 +105,6 @@ def _grid() -> list[float]:
 
     return evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
 
-
-def _check_output_dir() -> None:
-    if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
-        raise UserError(f"--output_dir {FLAGS.output_dir} exists and is not a directory")
 
 
 def evaluate_mode(optimizer, source) -> None:
@@ -209,7 +206,6 @@ def main(argv):
     del argv
     from l2l_tf import loading
 
-    _check_output_dir()
     source = loading.resolve(FLAGS.path)
     optimizer = loading.load_optimizer(source.path)
     (evaluate_mode if FLAGS.mode == "evaluate" else stylize_mode)(optimizer, source)

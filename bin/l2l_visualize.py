@@ -35,6 +35,7 @@ flags.DEFINE_float("adam_learning_rate", None, "Adam's rate (default: from --res
 flags.DEFINE_string("results", None, "results.json of l2l_evaluate on this problem: take the tuned rates.")
 flags.register_validator("path", lambda p: p is None or os.path.isdir(p), message="--path must be a directory")
 flags.register_validator("results", lambda p: p is None or os.path.isfile(p), message="--results must be a file")
+cli.validate_output_dirs("output_dir")
 
 
 def _rate(name: str, flag_value, fallback: float) -> float:

@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # Files only: binaries run on machines without a display.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from l2l_tf import files  # noqa: E402
 from l2l_tf.plotting import COMPARED_COLORS, STYLES  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def plot_settings(results: dict[str, dict], titles: dict[str, str], path: str) -
     axes[0][0].set_ylabel(f"mean loss over {next(iter(results.values()))['num_problems']} test images")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    files.save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -61,6 +62,6 @@ def plot_image_grid(rows: Sequence[Sequence[np.ndarray]], columns: Sequence[str]
                 ax.set_ylabel(row_labels[r], fontsize=7)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    files.save_figure(fig, path)
     plt.close(fig)
     return path

@@ -1,9 +1,11 @@
 """What every absl binary shares: quiet TensorFlow, one-line errors, flag parsing helpers.
 
-Binaries call `l2l_tf.cli.run(main)` instead of `absl.app.run(main)`. A `UserError` (bad flag
-value, missing file, incompatible checkpoint) then ends the program with one line on
-stderr, `<program>: error: <message>`, and exit code 2, never a traceback. Flag parsing
-errors are absl's own one-line "FATAL Flags parsing error" with exit code 1.
+Binaries call `l2l_tf.cli.run(main)` instead of `absl.app.run(main)`. Bad input then ends the
+program with one line on stderr, `<program>: error: <message>`, and exit code 2, never a
+traceback: a flag absl rejects while parsing (unknown flag, a value out of bounds, a failed
+validator such as an unwritable output path), a `UserError` raised by the program (missing
+file, incompatible checkpoint), and an operating-system error on a file (a full disk, a
+directory that became read-only), which is reported with its path and reason.
 """
 from __future__ import annotations
 
@@ -27,6 +29,26 @@ def fail(message: str) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with its errors (two lines and exit code 1) as our one line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+#: TensorFlow errors that come from the filesystem (a full disk, permissions), reported in one line.
+def _filesystem_op_error(e: Exception) -> str | None:
+    import tensorflow as tf
+
+    if not isinstance(e, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError)):
+        return None
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if text.startswith("{{") and "}}" in text:  # "{{function_node ...}} PATH; reason"
+        text = text.split("}}", 1)[1].strip()
+    return text.replace("; ", ": ", 1)
+
+
 def run(main: Callable) -> None:
     """absl.app.run with user errors reported as one line (and INFO logs shown for progress)."""
 
@@ -41,10 +63,19 @@ def run(main: Callable) -> None:
             return main(argv)
         except UserError as e:
             fail(str(e))
+        except OSError as e:
+            from l2l_tf.files import describe_os_error
+
+            fail(describe_os_error(e))
         except KeyboardInterrupt:
             fail("interrupted")
+        except Exception as e:  # noqa: BLE001 - only filesystem errors are turned into a line
+            message = _filesystem_op_error(e) if "tensorflow" in sys.modules else None
+            if message is None:
+                raise
+            fail(message)
 
-    app.run(wrapped)
+    app.run(wrapped, flags_parser=_parse_flags)
 
 
 def parse_int_list(text: str, name: str) -> tuple[int, ...]:
@@ -69,3 +100,33 @@ def validate_flags_nonempty(*names: str) -> None:
     """Registers validators that reject empty string flags with absl's one-line error."""
     for name in names:
         flags.register_validator(name, lambda v: bool(v and str(v).strip()), message=f"--{name} must not be empty")
+
+
+def _path_validator(problem_of: Callable[[str], str | None]) -> Callable[[str | None], bool]:
+    def check(value):
+        if value is None or not str(value).strip():
+            return True  # emptiness is the required/non-empty validators' business
+        problem = problem_of(value)
+        if problem:
+            raise flags.ValidationError(problem)  # absl prints "flag --NAME=VALUE: <problem>"
+        return True
+
+    return check
+
+
+def validate_output_dirs(*names: str) -> None:
+    """Registers validators: each flag (when set) must name a directory that is writable or can be created.
+
+    Checked while the flags are parsed, so a bad path ends the program before any work."""
+    from l2l_tf.files import output_dir_problem
+
+    for name in names:
+        flags.register_validator(name, _path_validator(output_dir_problem))
+
+
+def validate_output_files(*names: str) -> None:
+    """Registers validators: each flag (when set) must name a file that can be written."""
+    from l2l_tf.files import output_file_problem
+
+    for name in names:
+        flags.register_validator(name, _path_validator(output_file_problem))

@@ -9,6 +9,8 @@ matplotlib.use("Agg")  # Files only: binaries run on machines without a display.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from l2l_tf import files  # noqa: E402
+
 #: Colours and line styles kept fixed per optimizer so figures are comparable across runs.
 STYLES = {
     "L2L": dict(color="tab:red", linewidth=2.0),
@@ -43,6 +45,6 @@ def plot_loss_curves(results: dict, path: str, title: str | None = None) -> str:
     ax.legend()
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    files.save_figure(fig, path)
     plt.close(fig)
     return path

@@ -18,6 +18,26 @@ def run_binary(name: str, *args: str, timeout: float = 300) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
+#: `L2L_TF_KERNEL_TESTS=skip` opts out of requiring the fused kernel (e.g. a machine whose compiler
+#: is known not to build it). Otherwise a machine with a C++ compiler must build the kernel
+#: natively, and the tests that need it fail when it does not: a fallback to Keras' cells (or to
+#: a portable build) is correct but slow, and would otherwise pass unnoticed.
+KERNEL_OPT_OUT = "L2L_TF_KERNEL_TESTS"
+
+
+def kernel_not_expected() -> str | None:
+    """Why the fused kernel need not be there (None: it must be, natively built)."""
+    from l2l_tf.kernels import fused_lstm
+
+    if os.environ.get(KERNEL_OPT_OUT, "").strip().lower() == "skip":
+        return f"${KERNEL_OPT_OUT}=skip"
+    if fused_lstm.choice() == "keras":
+        return f"${fused_lstm.ENV_CHOICE}=keras turns the kernel off"
+    if fused_lstm._compiler() is None:
+        return "no C++ compiler here"
+    return None
+
+
 def trajectory_updates(optimizer, grads_seq, shapes) -> list:
     """The updates an optimizer (library interface) proposes for a sequence of gradients, per step
     a list of arrays, with parameters of `shapes` at zero (the update rules here ignore them)."""
@@ -94,3 +114,32 @@ def run_python(code: str, cwd: str, timeout: float = 300, env: dict | None = Non
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=cwd)
+
+
+def _unmount_stale_test_mounts() -> None:
+    """The binaries battery mounts small tmpfs (a read-only directory, a full disk) under pytest's
+    temporary directory; a run killed before its teardown leaves them mounted, and pytest could
+    never delete those directories again. They are ours by construction: unmount them."""
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[0] == "tmpfs" and "/pytest-of-" in line]
+    except OSError:
+        return
+    for mount in mounts:
+        subprocess.run(["umount", mount], capture_output=True)
+
+
+def pytest_configure(config):
+    """Builds the fused kernel once, before pytest-xdist starts its workers (which would otherwise
+    all compile it at once on a fresh machine); a failed build is reported by the kernel tests."""
+    if hasattr(config, "workerinput"):
+        return
+    _unmount_stale_test_mounts()
+    if kernel_not_expected() is not None:
+        return
+    from l2l_tf.kernels import fused_lstm
+
+    try:
+        fused_lstm._load()
+    except fused_lstm.KernelUnavailable:
+        pass

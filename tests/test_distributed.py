@@ -16,6 +16,8 @@ import pytest
 
 from conftest import ROOT, run_python
 
+pytestmark = pytest.mark.slow  # runs binaries or Python in subprocesses
+
 TINY = ["--num_epochs=3", "--num_steps=20", "--unroll_length=10", "--meta_batch_size=8", "--evaluation_period=3",
         "--evaluation_epochs=1", "--log_period=1", "--seed=4"]
 #: Float32 sums in a different order (per-replica means, then their mean) differ in the last bits.

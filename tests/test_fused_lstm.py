@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import trained_looking_lstm
+from conftest import KERNEL_OPT_OUT, kernel_not_expected, trained_looking_lstm
 
 from l2l_tf.kernels import fused_lstm
 from l2l_tf.meta import meta_gradient
@@ -29,24 +29,7 @@ FLOOR = 2e-7
 UPDATE_ATOL = 1e-7
 
 
-#: `L2L_TF_KERNEL_TESTS=skip` opts out of the kernel tests explicitly (e.g. a machine whose
-#: compiler is known not to build it). Otherwise a machine with a C++ compiler must build the
-#: kernel natively, and these tests fail when it does not: a fallback to Keras' cells (or to a
-#: portable build) is correct but slow, and would otherwise pass unnoticed.
-OPT_OUT = "L2L_TF_KERNEL_TESTS"
-
-
-def _why_not_tested() -> str | None:
-    if os.environ.get(OPT_OUT, "").strip().lower() == "skip":
-        return f"${OPT_OUT}=skip"
-    if fused_lstm.choice() == "keras":
-        return f"${fused_lstm.ENV_CHOICE}=keras turns the kernel off"
-    if fused_lstm._compiler() is None:
-        return "no C++ compiler here"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_why_not_tested() is not None, reason=str(_why_not_tested()))
+pytestmark = pytest.mark.skipif(kernel_not_expected() is not None, reason=str(kernel_not_expected()))
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +40,7 @@ def _kernel_must_be_available():
         fused_lstm._load()
     except fused_lstm.KernelUnavailable as e:
         pytest.fail(f"a C++ compiler is present but the fused kernel is unavailable: {e} "
-                    f"(set ${OPT_OUT}=skip to opt out)")
+                    f"(set ${KERNEL_OPT_OUT}=skip to opt out)")
     assert fused_lstm.available()
 
 
@@ -246,6 +229,7 @@ def test_an_unwritable_cache_is_a_clear_error(tmp_path):
         fused_lstm._build(blocker / "cache" / "lib.so")
 
 
+@pytest.mark.slow
 def test_binaries_reject_a_bad_kernel_choice_up_front_in_one_line(monkeypatch):
     from conftest import run_binary
 

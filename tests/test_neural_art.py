@@ -213,6 +213,7 @@ def test_images_of_any_size_and_kind(art_data, tmp_path):
         art_images.read_image(art_data["weights"])
 
 
+@pytest.mark.slow
 def test_one_optimizer_meta_trained_small_runs_at_twice_the_size(art_data):
     from l2l_tf.evaluation import run_problem, sample_problems
     from l2l_tf.meta import MetaTrainConfig, MetaTrainer
@@ -248,6 +249,7 @@ def trained_art(art_data):
     return path
 
 
+@pytest.mark.slow
 def test_train_records_the_art_settings(trained_art):
     record = json.load(open(os.path.join(trained_art, "optimizer.json")))
     settings = record["problem"]
@@ -256,6 +258,7 @@ def test_train_records_the_art_settings(trained_art):
     assert sum(len(settings["content"][s]["photos"]) for s in ("train", "validation", "test")) == 5
 
 
+@pytest.mark.slow
 def test_stylize_writes_pngs_and_results(art_data, trained_art, tmp_path):
     out = tmp_path / "styled"
     content = write_png(tmp_path / "content.png", np.random.default_rng(4).uniform(size=(30, 45, 3)))
@@ -273,6 +276,7 @@ def test_stylize_writes_pngs_and_results(art_data, trained_art, tmp_path):
         assert art_images.read_image(str(out / f"{name}.png")).shape == (32, 32, 3)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_three_settings(art_data, trained_art, tmp_path):
     out = tmp_path / "eval"
     second = write_png(tmp_path / "second.png", np.random.default_rng(5).uniform(size=(40, 20, 3)))

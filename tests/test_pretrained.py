@@ -22,7 +22,7 @@ MAX_BUNDLE_BYTES = 1_000_000
 
 @pytest.mark.parametrize("name", pretrained.available())
 def test_bundled_optimizer_has_a_model_card_is_small_and_loads(name):
-    """Guards what the lead drops into l2l_tf/pretrained/ (skipped while nothing is bundled)."""
+    """Every bundled optimizer (`pretrained.available()`) has a model card, stays small and loads."""
     path = pretrained.bundled_path(name)
     card = pretrained.model_card(name)
     for section in pretrained.MODEL_CARD_SECTIONS:
@@ -78,6 +78,7 @@ def test_a_name_resolves_only_when_no_directory_has_it(tiny_trained, tiny_export
         load_optimizer("a_file")
 
 
+@pytest.mark.slow
 def test_installed_package_ships_and_finds_bundled_optimizers(tiny_trained, tmp_path):
     """Builds a wheel and an sdist of a copy of the repository with one bundled optimizer,
     installs the wheel, and runs the installed l2l_evaluate with --path=<bundled name>."""

@@ -6,6 +6,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # runs binaries or Python in subprocesses
+
 
 def python_blocks():
     text = open(os.path.join(ROOT, "README.md")).read()

@@ -5,6 +5,7 @@ repository after the Quick start (runs/quadratic holds the tiny test optimizer; 
 testdata/ point into the repository), with the test interpreter first on PATH as `python`.
 Python blocks that do not mention l2l_tf run with l2l_tf unimportable, which is the claim.
 """
+import pytest
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ import sys
 
 
 from conftest import BLOCK_L2L_TF, ROOT, run_python
+
+pytestmark = pytest.mark.slow  # runs binaries or Python in subprocesses
 
 SECTION = "## Use a trained optimizer"
 

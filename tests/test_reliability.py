@@ -58,6 +58,7 @@ def reference(tmp_path_factory):
     return weights(path)
 
 
+@pytest.mark.slow
 def test_deterministic_runs_are_bit_identical(reference, tmp_path):
     proc = start(str(tmp_path))
     _, err = proc.communicate(timeout=600)
@@ -68,8 +69,13 @@ def test_deterministic_runs_are_bit_identical(reference, tmp_path):
         np.testing.assert_array_equal(again[name], reference[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(reference, tmp_path):
-    rng = random.Random(os.getpid())
+    # The kill schedule is random on every run, but seeded and printed so a failure can be replayed:
+    # L2L_TF_FAULT_SEED=<seed> pytest -s tests/test_reliability.py
+    seed = int(os.environ.get("L2L_TF_FAULT_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"\nSIGKILL fault injection: kill schedule seed {seed} (replay with L2L_TF_FAULT_SEED={seed})")
+    rng = random.Random(seed)
     path = str(tmp_path)
     kills = 0
     for target in sorted(rng.sample(range(10, EPOCHS - 20), 3)):
@@ -85,8 +91,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(re
         _, err = proc.communicate()
         kills += 1
         # At most checkpoint_every epochs of work are lost.
-        assert checkpoint_epoch(path) >= last_logged_epoch(err) - 3
-    assert kills == 3
+        assert checkpoint_epoch(path) >= last_logged_epoch(err) - 3, f"kill schedule seed {seed}"
+    assert kills == 3, f"kill schedule seed {seed}"
     print(f"\nSIGKILL fault injection: {kills} kills at random moments, each resumed")
     proc = start(path, "--resume")
     _, err = proc.communicate(timeout=600)
@@ -96,6 +102,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(re
         np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_then_exits_and_resume_finishes(reference, tmp_path):
     path = str(tmp_path)
     proc = start(path)
@@ -152,12 +159,15 @@ def test_too_many_non_finite_steps_in_a_row_stop_with_the_last_checkpoint_intact
     trainer = MetaTrainer(family, opt, cfg, save_path=str(tmp_path))
     with pytest.raises(TrainingDiverged, match="3 consecutive meta-steps"):
         trainer.train()
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")))
-    phi = [reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith("phi/")]
-    assert phi and all(np.all(np.isfinite(p)) for p in phi)
-    for saved, live in zip(sorted(phi, key=lambda a: a.shape), sorted([v.numpy() for v in opt.meta_variables],
-                                                                          key=lambda a: a.shape)):
-        assert saved.shape == live.shape
+    # The skipped steps never touched phi, so the last checkpoint holds exactly the live phi, and a
+    # fresh trainer resumes from it (the epoch where the skips began, checkpoint_every permitting).
+    live = [v.numpy() for v in opt.meta_variables]
+    assert all(np.all(np.isfinite(p)) for p in live)
+    fresh = CoordinatewiseLSTM(seed=1)  # another draw: a silent restore failure would leave these values
+    epoch = MetaTrainer(family, fresh, cfg, save_path=str(tmp_path)).restore()
+    assert epoch == 6  # skips at epochs 5, 6 and 7; the checkpoint of epoch 6 is the last one written
+    for restored, value in zip(fresh.meta_variables, live):
+        np.testing.assert_array_equal(restored.numpy(), value)
 
 
 def test_max_update_clips_every_coordinate():
