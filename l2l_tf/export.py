@@ -8,7 +8,8 @@ The contract of an export directory (also in README, "Use a trained optimizer"):
 `params` and `gradients` are the flattened parameters/gradients of whatever is optimized
 (concatenate several tensors into one vector, or keep one state per tensor: the rule is
 coordinatewise, so both give the same updates). The update is *added* to the parameters.
-State names are `lstm_<layer>_h` and `lstm_<layer>_c`. Nothing in the graph depends on the
+State names are `lstm_<layer>_h` and `lstm_<layer>_c`, and `moments` ([None, 2 (K + 1)]) for
+optimizers with Adam-normalized features (K momentum timescales). Nothing in the graph depends on the
 number of coordinates, so one export serves 10 or 10,000,000 of them.
 
 Groups. An optimizer may use several LSTMs for different parameter groups (conv and fully
@@ -44,7 +45,8 @@ import tensorflow as tf
 from l2l_tf import saving
 from l2l_tf.errors import UserError
 from l2l_tf.kernels import fused_lstm
-from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM, LSTMOptimizerConfig
+from l2l_tf.optimizers.coordinatewise import MOMENTS, CoordinatewiseLSTM, LSTMOptimizerConfig
+from l2l_tf.optimizers.preprocessing import STATEFUL, MomentFeatures
 from l2l_tf.optimizers.grouped import GroupedConfig, GroupedLSTM
 from l2l_tf.version import __version__
 
@@ -59,8 +61,12 @@ VERIFY_TOLERANCE = 1e-6
 
 
 def state_layout(config: LSTMOptimizerConfig) -> list[tuple[str, int]]:
-    """(name, units) of every state tensor, in signature order: lstm_0_h, lstm_0_c, lstm_1_h, ..."""
-    return [(f"lstm_{i}_{part}", units) for i, units in enumerate(config.layers) for part in ("h", "c")]
+    """(name, width) of every state tensor, in signature order: lstm_0_h, lstm_0_c, lstm_1_h, ...,
+    and "moments" for optimizers with Adam-normalized features (see `CoordinatewiseLSTM.state_layout`)."""
+    layout = [(f"lstm_{i}_{part}", units) for i, units in enumerate(config.layers) for part in ("h", "c")]
+    if config.preprocess in STATEFUL:
+        layout.append((MOMENTS, MomentFeatures(config.momentum_betas, config.rms_beta).width))
+    return layout
 
 
 def signature_names(groups: list[str]) -> dict[str, dict[str, list[str]]]:
@@ -79,20 +85,16 @@ def signature_names(groups: list[str]) -> dict[str, dict[str, list[str]]]:
 def _functions_for(optimizer: CoordinatewiseLSTM):
     """The init_state and step tf.functions of one group, with [None]-shaped input signatures."""
     layout = state_layout(optimizer.config)
-    num_layers = len(optimizer.config.layers)
+    assert layout == optimizer.state_layout(), "the export's layout must be the optimizer's own"
 
     def init_state(params):
         n = tf.size(params)
         return {name: tf.zeros(tf.stack([n, units]), tf.float32) for name, units in layout}
 
     def step(gradients, *states):
-        state = [tuple((states[2 * i], states[2 * i + 1]) for i in range(num_layers))]
         with fused_lstm.disabled():  # a SavedModel must load without this library's custom op
-            (update,), (next_state,) = optimizer.update([gradients], state, [gradients])
-        outputs = {"update": update}
-        for i, (h, c) in enumerate(next_state):
-            outputs[f"lstm_{i}_h"], outputs[f"lstm_{i}_c"] = h, c
-        return outputs
+            (update,), (next_state,) = optimizer.update([gradients], [tuple(states)], [gradients])
+        return {"update": update, **{name: t for (name, _), t in zip(layout, next_state)}}
 
     init_fn = tf.function(init_state, input_signature=[tf.TensorSpec([None], tf.float32, name="params")])
     step_fn = tf.function(step, input_signature=[tf.TensorSpec([None], tf.float32, name="gradients")] + [

@@ -110,7 +110,8 @@ def _lstm_step(lstm: CoordinatewiseLSTM, gradient: tf.Tensor, state: tuple, lear
     """One variable's update as a pure function of its flat gradient and stored state:
     (flat step, next stored state, whether the gradient was finite).
 
-    `state` is the stored (h, c) per layer, in `state_dtype`. The LSTM runs in float32 on the
+    `state` is the stored state tensors (`lstm.state_layout()`: (h, c) per layer, then the
+    moments of Adam-normalized features), in `state_dtype`. The LSTM runs in float32 on the
     state cast up, and the next state is rounded back to `state_dtype`: storing in a narrow
     dtype saves memory without making the rule compute in one. A NaN/Inf gradient must never
     reach the weights or the LSTM state, so then the step is zero and the stored state is
@@ -119,10 +120,9 @@ def _lstm_step(lstm: CoordinatewiseLSTM, gradient: tf.Tensor, state: tuple, lear
     gradient = tf.cast(gradient, tf.float32)
     finite = tf.reduce_all(tf.math.is_finite(gradient))
     gradient = tf.where(finite, gradient, tf.zeros_like(gradient))
-    state32 = [tuple((tf.cast(h, tf.float32), tf.cast(c, tf.float32)) for h, c in state)]
+    state32 = [tuple(tf.cast(t, tf.float32) for t in state)]
     (update,), (next_state,) = lstm.update([gradient], state32, None)
-    stored = tuple((tf.where(finite, tf.cast(h, state_dtype), h_old), tf.where(finite, tf.cast(c, state_dtype), c_old))
-                   for (h, c), (h_old, c_old) in zip(next_state, state))
+    stored = tuple(tf.where(finite, tf.cast(new, state_dtype), old) for new, old in zip(next_state, state))
     step = tf.where(finite, tf.cast(learning_rate, tf.float32) * update, tf.zeros_like(update))
     return step, stored, finite
 
@@ -237,13 +237,15 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         return self._jit_compile
 
     def build(self, var_list):
-        """One (h, c) pair per LSTM layer for every model variable, [variable size, units] each,
-        in `state_dtype`, and one update function per LSTM (one, or one per group)."""
+        """The LSTM's state tensors (`state_layout()`: (h, c) per layer, moments) for every model
+        variable, [variable size, width] each, in `state_dtype`, and one update function per
+        LSTM (one, or one per group)."""
         if self.built:
             return
         super().build(var_list)
         # Counts variable updates skipped because their gradient held a NaN/Inf.
-        self.non_finite_updates = self.add_variable((), name="non_finite_updates", initializer="zeros")
+        self.non_finite_updates = self.add_variable((), name="non_finite_updates", initializer="zeros",
+                                                    dtype="float32")
         lstms = list(self._learned.optimizers.values()) if isinstance(self._learned, GroupedLSTM) else [self._learned]
         steps = {id(lstm): _StepFunction(lstm, self._state_dtype, self._jit_compile) for lstm in lstms}
         self._lstm_states, self._step_of = [], []
@@ -251,27 +253,26 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             size = int(np.prod(variable.shape))
             base = variable.path.replace("/", "_") if hasattr(variable, "path") else \
                 str(variable.name).replace("/", "_").replace(":", "_")
-            self._lstm_states.append(tuple(
-                (self.add_variable((size, units), name=f"{base}_lstm_{i}_h", dtype=self._state_dtype),
-                 self.add_variable((size, units), name=f"{base}_lstm_{i}_c", dtype=self._state_dtype))
-                for i, units in enumerate(self._learned.config.layers)))
             lstm = (self._learned.optimizers[self._learned.group_of(getattr(variable, "path", variable.name))]
                     if isinstance(self._learned, GroupedLSTM) else self._learned)
+            self._lstm_states.append(tuple(
+                self.add_variable((size, width), name=f"{base}_{name}", dtype=self._state_dtype)
+                for name, width in lstm.state_layout()))
             self._step_of.append(steps[id(lstm)])
 
     def update_step(self, gradient, variable, learning_rate):
         """Reads the variable's stored state, runs the (maybe compiled) pure update, writes back."""
         index = self._get_variable_index(variable)
-        layers = self._lstm_states[index]
-        state = tuple((tf.convert_to_tensor(h), tf.convert_to_tensor(c)) for h, c in layers)
+        stored = self._lstm_states[index]
+        state = tuple(tf.convert_to_tensor(v) for v in stored)
         # Flattened here, so that under XLA all variables of one size share one compilation.
         gradient = tf.reshape(tf.convert_to_tensor(gradient), [-1])
         step, next_state, finite = self._step_of[index](gradient, state, tf.convert_to_tensor(learning_rate))
-        for (h_var, c_var), (h, c) in zip(layers, next_state):
-            self.assign(h_var, h)
-            self.assign(c_var, c)
+        for v, value in zip(stored, next_state):
+            self.assign(v, value)
         self.assign_add(self.non_finite_updates, 1.0 - tf.cast(finite, tf.float32))
-        self.assign_add(variable, tf.reshape(step, tf.shape(variable)))
+        # The rule computes in float32; a float16/bfloat16/float64 variable gets its step in its own dtype.
+        self.assign_add(variable, tf.cast(tf.reshape(step, tf.shape(variable)), variable.dtype))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from l2l_tf import files  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 from l2l_tf.optimizers.base import Optimizer  # noqa: E402
 from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM  # noqa: E402
@@ -85,12 +86,11 @@ def response_curve(optimizer: CoordinatewiseLSTM, state, coordinate: int, gradie
     if type(optimizer) is not CoordinatewiseLSTM:
         raise UserError("response curves need the coordinatewise LSTM (coupled optimizers have no "
                         "per-coordinate state to freeze)")
-    sizes = [int(layers[0][0].shape[0]) for layers in state]
+    sizes = [int(tensors[0].shape[0]) for tensors in state]
     tensor = int(np.searchsorted(np.cumsum(sizes), coordinate, side="right"))
     local = coordinate - int(np.sum(sizes[:tensor]))
     m = len(gradients)
-    frozen = [tuple((tf.repeat(h[local:local + 1], m, axis=0), tf.repeat(c[local:local + 1], m, axis=0))
-                    for h, c in state[tensor])]
+    frozen = [tuple(tf.repeat(t[local:local + 1], m, axis=0) for t in state[tensor])]
     g = tf.constant(gradients, tf.float32)
     (u,), _ = optimizer.update([g], frozen, [tf.zeros_like(g)])
     return u.numpy()
@@ -109,7 +109,7 @@ def plot_update_history(history: UpdateHistory, path: str) -> str:
     axes[0, 0].legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("step (proposals at the learned optimizer's iterates)")
     fig.tight_layout()
-    fig.savefig(path)
+    files.save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -126,7 +126,7 @@ def plot_response_curves(curves: dict, gradients: np.ndarray, coordinate: int, p
     ax.set_title(f"LSTM update as a function of the gradient (coordinate {coordinate}'s state)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    files.save_figure(fig, path)
     plt.close(fig)
     return path
 

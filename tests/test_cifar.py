@@ -186,6 +186,7 @@ def test_a_saved_two_lstm_optimizer_reloads_with_identical_updates(tmp_path, cif
     assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(loaded.meta_variables, fresh.meta_variables))
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_binaries_on_the_fixture(tmp_path):
     save = str(tmp_path / "opt")
     proc = run_binary("l2l_train", "--problem=cifar2", f"--data_dir={FIXTURE}", f"--save_path={save}",

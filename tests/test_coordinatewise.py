@@ -48,7 +48,8 @@ def test_output_scale_scales_updates_and_state_shapes():
                                10 * trajectory_updates(small, g, [(7,)])[0][0], rtol=1e-5)
     opt = CoordinatewiseLSTM(LSTMOptimizerConfig(layers=(8, 4, 3)))
     state = opt.init([tf.zeros((2, 5))])
-    assert [tuple(h.shape) for h, _ in state[0]] == [(10, 8), (10, 4), (10, 3)]
+    assert [tuple(t.shape) for t in state[0]] == [(10, 8), (10, 8), (10, 4), (10, 4), (10, 3), (10, 3)]
+    assert [name for name, _ in opt.state_layout()] == [f"lstm_{i}_{p}" for i in range(3) for p in "hc"]
     assert len(opt.meta_variables) == 3 * 3 + 2
 
 

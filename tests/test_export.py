@@ -46,6 +46,7 @@ print(json.dumps(meta["groups"][0]["optimizer"]))
 '''
 
 
+@pytest.mark.slow
 def test_export_gives_the_library_updates_in_a_process_without_l2l_tf(tiny_trained, tiny_export, tmp_path):
     w, y, theta = QuadraticFamily().sample_function("train", 0, 0)  # a function it was trained on
     np.savez(tmp_path / "problem.npz", w=w, y=y, theta=theta)
@@ -83,6 +84,7 @@ def test_one_export_serves_any_number_of_coordinates(tiny_export):
         state_small = {k: v for k, v in out_small.items() if k != "update"}
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_and_runs_the_step_signature(tiny_trained, tiny_export, tmp_path):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -119,7 +121,8 @@ def test_metadata_records_what_a_loader_needs(tiny_trained, tiny_export):
     assert group["name"] == meta["default_group"] == "default"
     assert group["optimizer"] == {"architecture": "coordinatewise_lstm", "layers": [20, 20], "preprocess": "log_sign",
                                   "preprocess_p": 10.0, "output_scale": 0.1, "max_update": 0.0, "num_gac": 0,
-                                  "memory": "lbfgs", "memory_slots": 10}
+                                  "memory": "lbfgs", "memory_slots": 10, "momentum_betas": [0.95], "rms_beta": 0.95,
+                                  "input_layer": 0, "output": "linear", "zero_update_at_zero_gradient": False}
     assert group["signatures"] == {"init_state": ["init_state"], "step": ["step"]}
     assert [s["name"] for s in group["state"]] == ["lstm_0_h", "lstm_0_c", "lstm_1_h", "lstm_1_c"]
     assert group["num_meta_parameters"] == 5141
@@ -224,6 +227,7 @@ def test_foreign_or_corrupt_export_is_refused_in_one_line(bad_exports, case):
         assert "\n" not in message and BAD_EXPORTS[case][1] in message, message
 
 
+@pytest.mark.slow
 def test_binaries_export_evaluate_exports_and_report_bad_ones_in_one_line(tiny_trained, tiny_export, bad_exports,
                                                                           tmp_path):
     target = str(tmp_path / "export")

@@ -53,7 +53,7 @@ def test_packed_state_gives_the_same_updates_and_unpacks_to_the_per_tensor_layou
     params = [tf.zeros(s) for s in shapes]
     per_tensor = fast.init(params)
     packed = fast.pack_state(per_tensor, params)
-    assert set(packed) == {"joined_lstm_state"} and packed["joined_lstm_state"][0][0].shape == (3 * 4 + 7 + 20, 20)
+    assert set(packed) == {"joined_lstm_state"} and packed["joined_lstm_state"][0].shape == (3 * 4 + 7 + 20, 20)
     assert fast.pack_state(packed, params) is packed  # packing twice is a no-op
     rng = np.random.default_rng(4)
     for _ in range(3):

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import run_binary
@@ -34,6 +35,7 @@ def test_history_and_response_curves_agree_with_the_optimizers(tmp_path):
     assert len(paths) == 4 and all(open(p, "rb").read(4) == b"\x89PNG" for p in paths)
 
 
+@pytest.mark.slow
 def test_visualize_binary_and_its_errors(tmp_path):
     from l2l_tf.meta import MetaTrainConfig, MetaTrainer
     path = str(tmp_path / "opt")

@@ -55,9 +55,9 @@ def main(argv):
             g, sizes = _flatten(grads)
             x = self._preprocess(g, self.config.preprocess_p)
             new = []
-            for cell, (h, c) in zip(self._cell.cells, self._join_states(state, sizes)):
+            for cell, (h, c) in zip(self._cell.cells, self._pairs(self._join_states(state, sizes))):
                 x, c = self._layer(cell, x, h, c)
-                new.append([x, c])
+                new += [x, c]
             step = self._scale_and_clip(tf.reshape(self._output(x), [-1]))
             return ([tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)],
                     self._split_states(new, sizes))
@@ -69,11 +69,11 @@ def main(argv):
         trainer = MetaTrainer(family, UnfusedLSTM(fast) if kind == "unfused" else fast,
                               MetaTrainConfig(num_steps=100, unroll_length=20))
         for epoch in range(3):
-            trainer._run_epoch(epoch)
+            trainer.run_epoch(epoch)
         times = []
         for epoch in range(3, 8):
             start = time.perf_counter()
-            trainer._run_epoch(epoch)
+            trainer.run_epoch(epoch)
             times.append(time.perf_counter() - start)
         return 100 / statistics.median(times)
 

@@ -16,17 +16,19 @@ import math
 from typing import Any, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from l2l_tf.errors import UserError
 from l2l_tf.kernels import fused_lstm
 from l2l_tf.optimizers.base import Optimizer, Params
-from l2l_tf.optimizers.preprocessing import PREPROCESSORS, get_preprocessor
+from l2l_tf.optimizers.preprocessing import PREPROCESSORS, STATEFUL, MomentFeatures, get_preprocessor
 
 ARCHITECTURE = "coordinatewise_lstm"
 #: Every architecture `LSTMOptimizerConfig` can describe (the coupled ones live in coupled.py).
 ARCHITECTURES = ("coordinatewise_lstm", "lstm_gac", "ntm_bfgs")
 MEMORY_KINDS = ("lbfgs", "full")
+OUTPUTS = ("linear", "tanh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +49,18 @@ class LSTMOptimizerConfig:
       memory: ntm_bfgs: "lbfgs" (a ring buffer of the last `memory_slots` writes, O(k n)) or
         "full" (the sum of all writes as a dense n x n matrix per function, O(n^2)).
       memory_slots: ntm_bfgs with memory="lbfgs": k.
+      momentum_betas: preprocess="adam": the timescales of the momentum features m_hat/sqrt(v_hat)
+        (RNNprop: one, 0.95; several give momentum over short and long horizons).
+      rms_beta: preprocess="adam": the timescale of the second moment v (RNNprop: 0.95).
+      input_layer: if > 0, a dense layer of this many ELU units between the features and the LSTM
+        (RNNprop's input layer).
+      output: "linear" (the paper: output_scale times a linear read-out) or "tanh"
+        (output_scale * tanh(read-out): no coordinate ever moves by more than output_scale, so an
+        out-of-distribution gradient cannot produce an explosive step).
+      zero_update_at_zero_gradient: the network has no bias where a bias would move a
+        coordinate whose gradients were all zero (the input layer, the LSTM's cell-candidate
+        gate, the read-out), so with features that vanish with the gradient ("adam") such a
+        coordinate gets exactly zero updates: frozen or unused parameters stay put.
     """
 
     layers: tuple[int, ...] = (20, 20)
@@ -58,6 +72,11 @@ class LSTMOptimizerConfig:
     num_gac: int = 0
     memory: str = "lbfgs"
     memory_slots: int = 10
+    momentum_betas: tuple[float, ...] = (0.95,)
+    rms_beta: float = 0.95
+    input_layer: int = 0
+    output: str = "linear"
+    zero_update_at_zero_gradient: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(u) for u in self.layers))
@@ -83,10 +102,28 @@ class LSTMOptimizerConfig:
             raise UserError(f"unknown memory {self.memory!r}; expected one of {MEMORY_KINDS}")
         if self.memory_slots < 1:
             raise UserError(f"memory_slots must be >= 1, got {self.memory_slots}")
+        object.__setattr__(self, "momentum_betas", tuple(float(b) for b in self.momentum_betas))
+        betas = (*self.momentum_betas, self.rms_beta)
+        if not self.momentum_betas or len(self.momentum_betas) > 8 or not all(0.0 < b < 1.0 for b in betas):
+            raise UserError(f"momentum_betas (1 to 8 of them) and rms_beta must lie strictly between 0 and 1, got "
+                            f"{list(self.momentum_betas)} and {self.rms_beta}")
+        if self.input_layer < 0:
+            raise UserError(f"input_layer must be >= 0 (0: none), got {self.input_layer}")
+        if self.output not in OUTPUTS:
+            raise UserError(f"unknown output {self.output!r}; expected one of {OUTPUTS}")
+        if not isinstance(self.zero_update_at_zero_gradient, (bool, np.bool_)):
+            raise UserError(f"zero_update_at_zero_gradient must be true or false, got {self.zero_update_at_zero_gradient!r}")
+        if self.zero_update_at_zero_gradient and self.preprocess not in STATEFUL:
+            raise UserError(f"zero_update_at_zero_gradient needs features that vanish with the gradient "
+                            f"(preprocess 'adam'); {self.preprocess!r} features of a zero gradient are not zero")
+        if coupled and (self.preprocess in STATEFUL or self.input_layer or self.zero_update_at_zero_gradient):
+            raise UserError(f"{self.architecture} takes the paper's features only (preprocess log_sign or none, "
+                            "no input layer, no zero_update_at_zero_gradient)")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["layers"] = list(self.layers)
+        d["momentum_betas"] = list(self.momentum_betas)
         return d
 
     @classmethod
@@ -120,20 +157,37 @@ def _split(vector: tf.Tensor, sizes: list) -> list[tf.Tensor]:
     return [vector] if len(sizes) == 1 else tf.split(vector, sizes, axis=0)
 
 
-#: The key of `CoordinatewiseLSTM.pack_state`'s layout: {PACKED: [[h, c] per layer]}, all coordinates joined.
+#: The learned optimizer's weights and arithmetic are float32 whatever Keras' global floatx or
+#: dtype policy says: phi was trained in float32, and a float16 LSTM would propose other updates
+#: (and could not load the float32 weights). Inputs of other float dtypes are cast to it.
+COMPUTE_DTYPE = "float32"
+
+#: The key of `CoordinatewiseLSTM.pack_state`'s layout: {PACKED: [every state tensor, all coordinates joined]}.
 PACKED = "joined_lstm_state"
+#: The name of the moment features' state tensor (preprocess "adam").
+MOMENTS = "moments"
 
 
 def _is_packed(state) -> bool:
     return isinstance(state, dict) and PACKED in state
 
 
+def lstm_cell_step(cell, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, bias: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """One step of a Keras `LSTMCell`'s math (gates i, f, g, o; sigmoid and tanh) with `bias` in
+    place of the cell's own: for networks whose bias is partly fixed at zero."""
+    z = tf.matmul(x, cell.kernel) + tf.matmul(h, cell.recurrent_kernel) + bias
+    i, f, g, o = tf.split(z, 4, axis=1)
+    c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+    return tf.sigmoid(o) * tf.tanh(c), c
+
+
 class CoordinatewiseLSTM(Optimizer):
     """m(grad_t, h_t; phi) -> (update_t, h_{t+1}), the same LSTM on every coordinate.
 
-    State: one entry per parameter tensor, each a tuple over layers of (h, c) with shape
-    [num_coordinates_of_that_tensor, units]. Keeping it per tensor (rather than one flat
-    vector) is what the Keras wrapper needs to store it as one optimizer variable per model
+    State: one entry per parameter tensor, a tuple of [num_coordinates_of_that_tensor, width]
+    tensors in the order of `state_layout()`: (h, c) of every LSTM layer, then, for the
+    "adam" features, their running moments. Keeping it per tensor (rather than one flat
+    vector) is what the Keras wrapper needs to store it as optimizer variables per model
     variable; `update` still concatenates all coordinates into one batch for speed.
     """
 
@@ -151,26 +205,54 @@ class CoordinatewiseLSTM(Optimizer):
     def __init__(self, config: LSTMOptimizerConfig | None = None, seed: int | None = None,
                  name: str = "coordinatewise_lstm"):
         super().__init__(name=name)
-        self.config = config or LSTMOptimizerConfig()
-        self._preprocess, num_features = get_preprocessor(self.config.preprocess)
+        self.config = cfg = config or LSTMOptimizerConfig()
+        if cfg.preprocess in STATEFUL:
+            self._moments = MomentFeatures(cfg.momentum_betas, cfg.rms_beta)
+            self._preprocess, num_features = None, self._moments.num_features
+        else:
+            self._moments = None
+            self._preprocess, num_features = get_preprocessor(cfg.preprocess)
         num_features += self.extra_inputs
         init = lambda k: keras.initializers.GlorotUniform(seed=None if seed is None else seed + k)
+        no_bias = cfg.zero_update_at_zero_gradient
+        self._input = None
+        if cfg.input_layer:
+            self._input = keras.layers.Dense(cfg.input_layer, activation="elu", use_bias=not no_bias,
+                                             kernel_initializer=init(200), name="input", dtype=COMPUTE_DTYPE)
+            self._input.build((None, num_features))
+            num_features = cfg.input_layer
         cells = [
             keras.layers.LSTMCell(
                 units, kernel_initializer=init(2 * i),
                 recurrent_initializer=keras.initializers.Orthogonal(seed=None if seed is None else seed + 2 * i + 1),
-                name=f"lstm_{i}")
-            for i, units in enumerate(self.config.layers)
+                name=f"lstm_{i}", dtype=COMPUTE_DTYPE)
+            for i, units in enumerate(cfg.layers)
         ]
-        self._cell = keras.layers.StackedRNNCells(cells, name="stacked_lstm")
+        self._cell = keras.layers.StackedRNNCells(cells, name="stacked_lstm", dtype=COMPUTE_DTYPE)
         self._cell.build((None, num_features))
-        self._output = keras.layers.Dense(1 + self.extra_outputs, kernel_initializer=init(100), name="output")
-        self._output.build((None, self.config.layers[-1]))
+        self._output = keras.layers.Dense(1 + self.extra_outputs, kernel_initializer=init(100), use_bias=not no_bias,
+                                          name="output", dtype=COMPUTE_DTYPE)
+        self._output.build((None, cfg.layers[-1]))
+        # Keras' gate order is i, f, g (cell candidate), o: without the g bias, a zero input and
+        # a zero state give a zero cell and hidden state, so nothing moves at zero gradient.
+        self._bias_masks = [tf.constant(np.repeat([1.0, 1.0, 0.0, 1.0], u).astype(np.float32)) if no_bias else None
+                            for u in cfg.layers]
 
     @property
     def meta_variables(self) -> list:
-        """phi: the LSTM and output weights (Keras variables), in a fixed order."""
-        return list(self._cell.trainable_weights) + list(self._output.trainable_weights)
+        """phi: the LSTM and output weights (Keras variables), then the input layer's, in a fixed order."""
+        extra = list(self._input.trainable_weights) if self._input is not None else []
+        return list(self._cell.trainable_weights) + list(self._output.trainable_weights) + extra
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state_layout(self) -> list[tuple[str, int]]:
+        """(name, width) of every per-coordinate state tensor, in state order:
+        lstm_0_h, lstm_0_c, lstm_1_h, ..., then "moments" for the "adam" features."""
+        layout = [(f"lstm_{i}_{part}", units) for i, units in enumerate(self.config.layers) for part in ("h", "c")]
+        if self._moments is not None:
+            layout.append((MOMENTS, self._moments.width))
+        return layout
 
     def init(self, params: Params, num_functions: int = 1, names=None) -> list:
         del num_functions  # coordinates never interact
@@ -178,28 +260,31 @@ class CoordinatewiseLSTM(Optimizer):
         for p in params:
             n = p.shape.num_elements()
             n = n if n is not None else tf.size(p)
-            state.append(tuple((tf.zeros([n, u]), tf.zeros([n, u])) for u in self.config.layers))
+            shape = (lambda w: [n, w]) if isinstance(n, int) else (lambda w: tf.stack([n, w]))
+            state.append(tuple(tf.zeros(shape(width)) for _, width in self.state_layout()))
         return state
 
-    def _join_states(self, per_tensor: list, sizes: list) -> list:
-        """Per-tensor states -> one [N, units] (h, c) pair per layer for all coordinates."""
-        if len(sizes) == 1:
-            return [list(hc) for hc in per_tensor[0]]
-        return [[tf.concat([s[layer][k] for s in per_tensor], axis=0) for k in range(2)]
-                for layer in range(len(self.config.layers))]
+    def _pairs(self, flat) -> list[list[tf.Tensor]]:
+        """The LSTM part of a state in layout order as [h, c] per layer."""
+        return [[flat[2 * i], flat[2 * i + 1]] for i in range(len(self.config.layers))]
 
-    def _split_states(self, layer_states: list, sizes: list) -> list:
+    def _join_states(self, per_tensor: list, sizes: list) -> list:
+        """Per-tensor states -> every state tensor of the layout for all coordinates at once."""
+        if len(sizes) == 1:
+            return list(per_tensor[0])
+        return [tf.concat([s[k] for s in per_tensor], axis=0) for k in range(len(per_tensor[0]))]
+
+    def _split_states(self, joined: list, sizes: list) -> list:
         """The inverse of `_join_states`."""
-        per_layer = [[_split(hc[k], sizes) for k in range(2)] for hc in layer_states]
-        return [tuple((per_layer[layer][0][i], per_layer[layer][1][i]) for layer in range(len(self.config.layers)))
-                for i in range(len(sizes))]
+        parts = [_split(t, sizes) for t in joined]
+        return [tuple(part[i] for part in parts) for i in range(len(sizes))]
 
     def _packs(self, params) -> bool:
         """Only the plain rule packs (subclasses keep their own state layouts)."""
         return type(self).update is CoordinatewiseLSTM.update and len(params) > 1
 
     def pack_state(self, state, params):
-        """One joined (h, c) per layer for all coordinates: no join/split at every update."""
+        """Every state tensor joined over all coordinates: no join/split at every update."""
         if not self._packs(params) or _is_packed(state):
             return state
         return {PACKED: self._join_states(state, _sizes(params))}
@@ -209,6 +294,8 @@ class CoordinatewiseLSTM(Optimizer):
             return state
         return self._split_states(state[PACKED], _sizes(params))
 
+    # -- the network ---------------------------------------------------------------------------
+
     def _use_fused_kernel(self, features: tf.Tensor, joined: list) -> bool:
         """Whether this update runs the fused kernel: asked for, built, and float32 throughout."""
         if self.kernel not in fused_lstm.CHOICES:
@@ -216,34 +303,62 @@ class CoordinatewiseLSTM(Optimizer):
         if self.kernel == "keras" or fused_lstm.is_disabled() or (
                 self.kernel == "auto" and not fused_lstm.available()):
             return False
-        tensors = [features] + [t for hc in joined for t in hc]
+        tensors = [features] + list(joined)
         return all(t.dtype == tf.float32 for t in tensors) and all(
             w.dtype == "float32" for w in self._cell.trainable_weights)
 
+    def _features(self, g: tf.Tensor, moments: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """The network's input features of a [N] gradient (and the next moments, if kept)."""
+        if self._moments is None:
+            return self._preprocess(g, self.config.preprocess_p), None
+        return self._moments(g, moments)
+
+    def _cell_bias(self, layer: int, cell) -> tf.Tensor:
+        mask = self._bias_masks[layer]
+        return cell.bias if mask is None else cell.bias * mask
+
+    def _lstm(self, x: tf.Tensor, layers: list, fused: bool) -> tuple[tf.Tensor, list]:
+        """Runs the stacked LSTM one step on every row: (top hidden state, [[h, c] per layer])."""
+        masked = self.config.zero_update_at_zero_gradient
+        if not fused and not masked:
+            out, new_states = self._cell(x, layers)
+            return out, [new_states] if len(self.config.layers) == 1 else [list(hc) for hc in new_states]
+        out, new_states = x, []
+        with tf.name_scope("fused_lstm" if fused else "lstm"):  # so profiles can attribute its ops
+            for i, (cell, (h, c)) in enumerate(zip(self._cell.cells, layers)):
+                bias = self._cell_bias(i, cell)
+                if fused:
+                    out, c = fused_lstm.lstm_step(out, h, c, cell.kernel, cell.recurrent_kernel, bias)
+                else:
+                    out, c = lstm_cell_step(cell, out, h, c, bias)
+                new_states.append([out, c])
+        return out, new_states
+
     def _scale_and_clip(self, raw: tf.Tensor) -> tf.Tensor:
-        step = self.config.output_scale * raw
+        """The read-out as an update: scaled (bounded by tanh if asked), clipped to max_update."""
+        step = self.config.output_scale * (tf.tanh(raw) if self.config.output == "tanh" else raw)
         if self.config.max_update > 0:
             step = tf.clip_by_value(step, -self.config.max_update, self.config.max_update)
         return step
 
+    def step(self, g: tf.Tensor, joined: list) -> tuple[tf.Tensor, list]:
+        """The rule on one [N] gradient and its joined state: ([N] update, next joined state)."""
+        layers = self._pairs(joined)
+        moments = joined[-1] if self._moments is not None else None
+        features, moments = self._features(g, moments)
+        x = self._input(features) if self._input is not None else features
+        out, new_layers = self._lstm(x, layers, self._use_fused_kernel(x, joined))
+        step = self._scale_and_clip(tf.reshape(self._output(out), [-1]))
+        new_state = [t for hc in new_layers for t in hc] + ([moments] if moments is not None else [])
+        return step, new_state
+
     def update(self, grads, state, params):
         del params  # The update depends on the gradient history only.
         g, sizes = _flatten(grads)
-        features = self._preprocess(g, self.config.preprocess_p)
         packed = _is_packed(state)
-        joined = state[PACKED] if packed else self._join_states(state, sizes)
-        if self._use_fused_kernel(features, joined):
-            out, new_states = features, []
-            with tf.name_scope("fused_lstm"):  # so profiles can attribute its ops
-                for cell, (h, c) in zip(self._cell.cells, joined):
-                    out, c = fused_lstm.lstm_step(out, h, c, cell.kernel, cell.recurrent_kernel, cell.bias)
-                    new_states.append([out, c])
-        else:
-            out, new_states = self._cell(features, joined)
-            if len(self.config.layers) == 1:
-                new_states = [new_states]
-        step = self._scale_and_clip(tf.reshape(self._output(out), [-1]))
+        joined = list(state[PACKED]) if packed else self._join_states(state, sizes)
+        step, new_state = self.step(g, joined)
         updates = [tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)]
         if packed:
-            return updates, {PACKED: [list(hc) for hc in new_states]}
-        return updates, self._split_states(new_states, sizes)
+            return updates, {PACKED: new_state}
+        return updates, self._split_states(new_state, sizes)

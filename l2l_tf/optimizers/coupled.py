@@ -79,9 +79,9 @@ class LSTMGAC(CoordinatewiseLSTM):
         features = self._preprocess(g, self.config.preprocess_p)
         if self.extra_inputs:
             features = tf.concat([features, self._extra_features(state)], axis=1)
-        out, new_states = self._controller(features, self._join_states(state["lstm"], sizes),
+        out, new_states = self._controller(features, self._pairs(self._join_states(state["lstm"], sizes)),
                                            state["segments"], state["num_segments"])
-        return self._output(out), new_states
+        return self._output(out), [t for hc in new_states for t in hc]
 
     def update(self, grads, state, params):
         del params

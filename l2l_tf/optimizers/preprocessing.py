@@ -9,6 +9,13 @@ LSTM with saturating gates handles badly. The paper feeds each gradient as two n
 Both components lie in [-1, 1] for |g| <= exp(p), and the map is continuous at
 |g| = exp(-p). DeepMind's released code wrote it as `clamp(log(|g|)/k, min=-1)` and
 `clamp(g * exp(k), -1, 1)`, which is the same function with p = k (that code used k = 5).
+
+`MomentFeatures` is the other family of inputs (Lv et al. 2017, "RNNprop"; Wichrowska et al.
+2017): running moments kept in the optimizer state, and the gradient and its momenta divided
+by the root of the second moment, g/sqrt(v) and m_beta/sqrt(v) for one or several timescales
+beta. They are invariant to the scale of the loss (the paper's features are not: a loss ten
+times larger shifts every log-magnitude), bounded (|g|/sqrt(v) <= 1/sqrt(1 - beta_v)), and
+exactly zero for a coordinate whose gradients were all zero.
 """
 from __future__ import annotations
 
@@ -16,7 +23,9 @@ import math
 
 import tensorflow as tf
 
-PREPROCESSORS = ("log_sign", "none")
+PREPROCESSORS = ("log_sign", "none", "adam")
+#: Preprocessings that keep running moments in the optimizer state (see `MomentFeatures`).
+STATEFUL = ("adam",)
 
 
 def log_sign(grads: tf.Tensor, p: float = 10.0) -> tf.Tensor:
@@ -42,10 +51,50 @@ def identity(grads: tf.Tensor, p: float = 10.0) -> tf.Tensor:
 
 
 def get_preprocessor(name: str):
-    """Returns (function, number of features) for a preprocessing name."""
+    """Returns (function, number of features) for a stateless preprocessing name."""
     if name == "log_sign":
         return log_sign, 2
     if name == "none":
         return identity, 1
+    if name in STATEFUL:
+        from l2l_tf.errors import UserError
+        raise UserError(f"preprocessing {name!r} keeps running moments: use MomentFeatures")
     from l2l_tf.errors import UserError
     raise UserError(f"unknown preprocessing {name!r}; expected one of {PREPROCESSORS}")
+
+
+class MomentFeatures:
+    """Adam-normalized inputs: g/sqrt(v_hat) and m_hat_k/sqrt(v_hat) for every momentum timescale.
+
+    Per coordinate the state holds, in one [N, 2 (K + 1)] tensor, the exponential moving
+    averages m_k of the gradient (one per beta_k of `momentum_betas`) and v of its square
+    (`rms_beta`), followed by their normalizers n = sum of the weights so far, so that
+    m_hat = m / n is the bias-corrected average (Adam's 1 - beta^t) without a step counter:
+    every column updates as x <- beta x + (1 - beta) target, which keeps the state one plain
+    per-coordinate tensor (joined, split and stored like the LSTM's own state).
+
+    Features (K + 1 of them): g / (sqrt(v_hat) + epsilon), then m_hat_k / (sqrt(v_hat) + epsilon).
+    RNNprop used K = 1 with beta = 0.95 for both; several timescales (e.g. 0.5, 0.9, 0.99, 0.999)
+    let the network build momentum over short and long horizons, as Wichrowska et al. do.
+    """
+
+    def __init__(self, momentum_betas: tuple[float, ...] = (0.95,), rms_beta: float = 0.95, epsilon: float = 1e-8):
+        self.momentum_betas, self.rms_beta, self.epsilon = tuple(momentum_betas), float(rms_beta), float(epsilon)
+        self.num_features = len(self.momentum_betas) + 1
+        self.width = 2 * self.num_features
+
+    def init(self, n) -> tf.Tensor:
+        return tf.zeros(tf.stack([n, self.width]) if isinstance(n, tf.Tensor) else [n, self.width])
+
+    def __call__(self, grads: tf.Tensor, moments: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(features [N, K + 1], next moments [N, 2 (K + 1)]) for a [N] gradient."""
+        g = tf.reshape(grads, [-1, 1])
+        k = len(self.momentum_betas)
+        betas = tf.constant([*self.momentum_betas, self.rms_beta] * 2, tf.float32)
+        ones = tf.ones_like(g)
+        targets = tf.concat([tf.tile(g, [1, k]), tf.square(g), tf.tile(ones, [1, k + 1])], axis=1)
+        moments = betas * moments + (1.0 - betas) * targets
+        averages = moments[:, : k + 1] / moments[:, k + 1:]  # bias-corrected: normalizers > 0 after one step
+        scale = tf.sqrt(averages[:, k:]) + self.epsilon
+        features = tf.concat([g, averages[:, :k]], axis=1) / scale
+        return features, moments

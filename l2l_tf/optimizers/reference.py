@@ -35,13 +35,13 @@ class UnfusedLSTM(Optimizer):
     def init(self, params, num_functions: int = 1, names=None):
         return self.source.init(params, num_functions, names)
 
-    def _layer(self, cell, x, h, c):
+    def _layer(self, cell, bias, x, h, c):
         units = cell.units
         gates = []
         for k in range(4):  # Keras' gate order: input, forget, cell candidate, output
             cols = slice(k * units, (k + 1) * units)
             gates.append(tf.matmul(x, cell.kernel[:, cols]) + tf.matmul(h, cell.recurrent_kernel[:, cols])
-                         + cell.bias[cols])
+                         + bias[cols])
         i, f, o = tf.sigmoid(gates[0]), tf.sigmoid(gates[1]), tf.sigmoid(gates[3])
         c = f * c + i * tf.tanh(gates[2])
         return o * tf.tanh(c), c
@@ -51,16 +51,21 @@ class UnfusedLSTM(Optimizer):
             return self._update(grads, state)
 
     def _update(self, grads, state):
-        cells, output = self.source._cell.cells, self.source._output
+        source = self.source
+        cells, output = source._cell.cells, source._output
         updates, new_state = [], []
-        for g, layers in zip(grads, state):
-            x = self.source._preprocess(tf.reshape(g, [-1]), self.config.preprocess_p)
-            next_layers = []
-            for cell, (h, c) in zip(cells, layers):
-                x, c = self._layer(cell, x, h, c)
-                next_layers.append((x, c))
-            raw = tf.matmul(x, output.kernel) + output.bias
-            step = self.source._scale_and_clip(tf.reshape(raw, [-1]))
+        for g, flat in zip(grads, state):
+            moments = flat[-1] if source._moments is not None else None
+            x, moments = source._features(tf.reshape(g, [-1]), moments)
+            if source._input is not None:
+                x = tf.nn.elu(tf.matmul(x, source._input.kernel) + (
+                    source._input.bias if source._input.use_bias else 0.0))
+            next_flat = []
+            for i, (cell, (h, c)) in enumerate(zip(cells, source._pairs(flat))):
+                x, c = self._layer(cell, source._cell_bias(i, cell), x, h, c)
+                next_flat += [x, c]
+            raw = tf.matmul(x, output.kernel) + (output.bias if output.use_bias else 0.0)
+            step = source._scale_and_clip(tf.reshape(raw, [-1]))
             updates.append(tf.reshape(step, tf.shape(g)))
-            new_state.append(tuple(next_layers))
+            new_state.append(tuple(next_flat + ([moments] if moments is not None else [])))
         return updates, new_state
