@@ -42,9 +42,15 @@ flags.DEFINE_float("max_update", None, "Override the learned optimizer's update 
                    lower_bound=0.0)
 flags.DEFINE_enum("optimizer_architecture", None, ["lstm", "lstm_gac", "ntm_bfgs"],
                   "If set, the optimizer at --path must be of this architecture.")
+flags.DEFINE_string("baselines_from", None, "results.json of an earlier evaluation of the same test problems "
+                    "(problem, settings, --num_steps, --num_problems, --seed): its tuned baselines are reused, not "
+                    "re-tuned and re-run, and the learned optimizers are compared with them problem by problem.")
+flags.register_validator("baselines_from", lambda p: p is None or os.path.isfile(p),
+                         message="--baselines_from must be a results.json file")
 flags.DEFINE_list("compare", [], "More trained optimizers on the same test problems, as NAME=PATH pairs "
                   "(comma-separated); each is reported as L2L-NAME beside L2L and the baselines.")
 cli.validate_flags_nonempty("output_dir")
+cli.validate_output_dirs("output_dir")
 
 
 def _is_optimizer_location(path: str) -> bool:
@@ -84,8 +90,6 @@ def main(argv):
     from l2l_tf import evaluation, loading, plotting, report
     from l2l_tf.optimizers import make_hand_designed
 
-    if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
-        raise UserError(f"--output_dir {FLAGS.output_dir} exists and is not a directory")
     family = problem_flags.family_from_flags(FLAGS.problem)
     source = loading.resolve(FLAGS.path) if FLAGS.path else None
     learned = {}
@@ -111,10 +115,15 @@ def main(argv):
     for name, compared_source in compared.items():
         learned[name] = load(compared_source.path)
     names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
-    baselines = {name: make_hand_designed(name) for name in names}
+    reused = {}
+    if FLAGS.baselines_from:
+        reused = evaluation.reusable_baselines(FLAGS.baselines_from, family, FLAGS.num_steps, FLAGS.num_problems,
+                                               FLAGS.seed)
+        reused = {k: v for k, v in reused.items() if k in names or FLAGS.optimizer == LEARNED}
+    baselines = {name: make_hand_designed(name) for name in names if name not in reused}
     grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
     results = evaluation.evaluate(family, learned, baselines, FLAGS.num_steps, FLAGS.num_problems, FLAGS.seed,
-                                  grid, FLAGS.num_tuning_problems or None)
+                                  grid, FLAGS.num_tuning_problems or None, reused=reused)
     if compared:
         results["compared_optimizer_paths"] = {name: src.path for name, src in compared.items()}
     if source:

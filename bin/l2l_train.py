@@ -20,12 +20,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from absl import flags, logging  # noqa: E402
 
-from l2l_tf import cli, problem_flags  # noqa: E402
+from l2l_tf import cli, files, problem_flags, recipes  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 from l2l_tf.problems import problem_names  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family to meta-train on.")
+flags.DEFINE_enum("recipe", "default", list(recipes.RECIPES), "default: the best recipe measured for --problem "
+                  "(l2l_tf/recipes.py, RESULTS.md); paper: Andrychowicz et al. 2016 exactly (the flags' own "
+                  "defaults). Flags given on the command line override the recipe.")
 flags.DEFINE_string("save_path", None, "Directory for the trained optimizer, checkpoints and logs.", required=True)
 flags.DEFINE_integer("num_epochs", 2000, "Training problems (epochs) to meta-train on.", lower_bound=1)
 flags.DEFINE_integer("num_steps", 100, "Optimizee steps per training trajectory.", lower_bound=1)
@@ -36,7 +39,26 @@ flags.DEFINE_integer("meta_batch_size", 128, "Independent functions per training
 flags.DEFINE_float("clip_norm", 1.0, "Global-norm clipping of the meta-gradient.", lower_bound=1e-12)
 flags.DEFINE_string("loss_weights", "", "Comma-separated w_1..w_T of the meta-loss (default: all ones).")
 flags.DEFINE_bool("relative_meta_loss", False, "Divide each function's losses in a truncation by its loss at the "
-                  "truncation's start, so late truncations weigh as much as the first.")
+                  "truncation's start, so late truncations weigh as much as the first (= --meta_loss=relative).")
+flags.DEFINE_enum("meta_loss", "sum", ["sum", "relative", "log_ratio"], "The meta-loss of a truncation: sum_t w_t f_t "
+                  "(the paper), f_t / f_0, or log f_t - log f_0 (every step's relative progress counts alike).")
+flags.DEFINE_string("num_steps_range", "", "LOW,HIGH: draw every epoch's trajectory length from the multiples of "
+                    "--unroll_length in [LOW, HIGH] instead of --num_steps.")
+flags.DEFINE_string("curriculum", "", "Trajectory lengths of a validation-gated curriculum, e.g. 100,200,500,1000: "
+                    "each stage validated on the next stage's horizon; when it stops improving its best phi is "
+                    "restored and the next stage starts (overrides --num_steps).")
+flags.DEFINE_integer("curriculum_patience", 2, "Validations without a new best that end a curriculum stage.",
+                     lower_bound=1)
+flags.DEFINE_list("imitation_teachers", [], "Analytic teachers imitated in some epochs: nag, adam, rmsprop, sgd, "
+                  "each optionally NAME:LEARNING_RATE (else tuned on problems of their own).")
+flags.DEFINE_list("imitation_ratio", ["0"], "Probability that an epoch imitates the teachers: one value, or one per "
+                  "curriculum stage.")
+flags.DEFINE_enum("imitation_mode", "mean", ["mean", "max"], "Imitation loss over several teachers: their mean, or "
+                  "the worst-imitated one (min-max amalgamation).")
+flags.DEFINE_float("param_scale_range", 0.0, "Random scaling of training problems: theta = c * theta', "
+                   "c = exp(U(-r, r)) per coordinate (0: off; RNNprop used 3).", lower_bound=0.0, upper_bound=10.0)
+flags.DEFINE_integer("convex_term", 0, "Coordinates of a simple convex term added to every training problem "
+                     "(0: off; RNNprop used 20).", lower_bound=0)
 flags.DEFINE_bool("second_derivatives", False, "Backpropagate through optimizee gradients (no stop_gradient).")
 flags.DEFINE_integer("evaluation_period", 100, "Epochs between validations (early stopping).", lower_bound=1)
 flags.DEFINE_integer("evaluation_epochs", 2, "Validation problems (meta-batches) per validation.", lower_bound=1)
@@ -47,8 +69,20 @@ flags.DEFINE_integer("seed", 0, "Seed of phi's initialization and of the trainin
 flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint under --save_path.")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (bit-identical reruns).")
 flags.DEFINE_string("lstm_layers", "20,20", "Units of each stacked LSTM layer.")
-flags.DEFINE_enum("preprocess", "log_sign", ["log_sign", "none"], "Gradient preprocessing.")
+flags.DEFINE_enum("preprocess", "log_sign", ["log_sign", "none", "adam"], "Gradient features: the paper's "
+                  "log-magnitude/sign, the raw gradient, or Adam-normalized g/sqrt(v) and m/sqrt(v) (RNNprop) with "
+                  "their running moments in the optimizer state.")
 flags.DEFINE_float("preprocess_p", 10.0, "p of the log/sign preprocessing.", lower_bound=1e-6)
+flags.DEFINE_list("momentum_betas", ["0.95"], "--preprocess=adam: timescales of the momentum features (several: "
+                  "momentum at several timescales, e.g. 0.5,0.9,0.99,0.999).")
+flags.DEFINE_float("rms_beta", 0.95, "--preprocess=adam: timescale of the second moment.", lower_bound=1e-6,
+                   upper_bound=1 - 1e-9)
+flags.DEFINE_integer("input_layer", 0, "Units of a dense ELU layer between the features and the LSTM (0: none).",
+                     lower_bound=0)
+flags.DEFINE_enum("output", "linear", ["linear", "tanh"], "The LSTM's read-out: linear (the paper) or "
+                  "output_scale * tanh (no coordinate ever moves by more than --output_scale).")
+flags.DEFINE_bool("zero_update_at_zero_gradient", False, "No bias where it would move a coordinate whose gradients "
+                  "were all zero (needs --preprocess=adam): frozen or unused parameters stay exactly put.")
 flags.DEFINE_float("output_scale", 0.1, "Scale of the LSTM's output.", lower_bound=1e-12)
 flags.DEFINE_enum("optimizer_architecture", "lstm", ["lstm", "lstm_gac", "ntm_bfgs"],
                   "Learned optimizer: the coordinatewise LSTM, LSTM+GAC, or NTM-BFGS (paper's Appendix D).")
@@ -74,6 +108,7 @@ flags.DEFINE_string("init_from", "", "Start phi from this trained optimizer (a t
                     "bundled name such as 'mnist') instead of a random draw: fine-tuning, e.g. with a lower "
                     "--learning_rate or a new problem family. Its architecture is used as saved.")
 cli.validate_flags_nonempty("save_path")
+cli.validate_output_dirs("save_path")
 
 
 EXIT_INTERRUPTED = 130
@@ -109,6 +144,15 @@ def architecture_settings() -> dict:
     return settings
 
 
+def _pair(text: str, name: str) -> tuple[int, int] | None:
+    if not text.strip():
+        return None
+    values = cli.parse_int_list(text, name)
+    if len(values) != 2:
+        raise UserError(f"--{name} must be LOW,HIGH, got {text!r}")
+    return values
+
+
 def parse_checkpointing(text: str, unroll_length: int) -> int:
     """--gradient_checkpointing as MetaTrainConfig.checkpoint_segment (0: off)."""
     text = text.strip().lower()
@@ -128,7 +172,8 @@ def parse_checkpointing(text: str, unroll_length: int) -> int:
 
 #: Flags that set the architecture; with --init_from it is the loaded optimizer's.
 ARCHITECTURE_FLAGS = ("lstm_layers", "preprocess", "preprocess_p", "output_scale", "max_update",
-                      "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups")
+                      "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups", "momentum_betas",
+                      "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient")
 
 
 def initial_optimizer(opt_config):
@@ -177,6 +222,10 @@ def make_strategy():
 
 def main(argv):
     del argv
+    applied = recipes.apply(FLAGS, FLAGS.recipe, FLAGS.problem)
+    if applied:
+        logging.info("recipe %r for %s: %s", FLAGS.recipe, FLAGS.problem,
+                     " ".join(f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in applied.items()))
     strategy = make_strategy()
     import keras
     import tensorflow as tf
@@ -193,17 +242,24 @@ def main(argv):
         checkpoint_every=FLAGS.checkpoint_every, log_period=FLAGS.log_period, seed=FLAGS.seed,
         max_consecutive_skips=FLAGS.max_consecutive_skips,
         checkpoint_segment=parse_checkpointing(FLAGS.gradient_checkpointing, FLAGS.unroll_length),
-        jit_compile=FLAGS.jit_compile)
+        jit_compile=FLAGS.jit_compile, meta_loss=FLAGS.meta_loss,
+        num_steps_range=_pair(FLAGS.num_steps_range, "num_steps_range"),
+        curriculum=cli.parse_int_list(FLAGS.curriculum, "curriculum") if FLAGS.curriculum else (),
+        curriculum_patience=FLAGS.curriculum_patience, imitation_teachers=tuple(FLAGS.imitation_teachers),
+        imitation_ratio=cli.parse_float_list(",".join(FLAGS.imitation_ratio), "imitation_ratio"),
+        imitation_mode=FLAGS.imitation_mode, param_scale_range=FLAGS.param_scale_range, convex_term=FLAGS.convex_term)
     opt_config = LSTMOptimizerConfig(layers=cli.parse_int_list(FLAGS.lstm_layers, "lstm_layers"),
                                      preprocess=FLAGS.preprocess, preprocess_p=FLAGS.preprocess_p,
                                      output_scale=FLAGS.output_scale, max_update=FLAGS.max_update,
+                                     momentum_betas=cli.parse_float_list(",".join(FLAGS.momentum_betas),
+                                                                         "momentum_betas"),
+                                     rms_beta=FLAGS.rms_beta, input_layer=FLAGS.input_layer, output=FLAGS.output,
+                                     zero_update_at_zero_gradient=FLAGS.zero_update_at_zero_gradient,
                                      **architecture_settings())
     if FLAGS.param_groups:
         from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups
         opt_config = GroupedConfig(parse_groups(FLAGS.param_groups), opt_config)
     save_path = FLAGS.save_path
-    if os.path.exists(save_path) and not os.path.isdir(save_path):
-        raise UserError(f"--save_path {save_path} exists and is not a directory")
     has_run = os.path.isdir(os.path.join(save_path, "checkpoints")) and os.listdir(os.path.join(save_path, "checkpoints"))
     if has_run and not FLAGS.resume:
         raise UserError(f"{save_path} already holds a training run; pass --resume to continue it "
@@ -222,10 +278,13 @@ def main(argv):
             raise UserError(f"parameter groups need named parameters; --problem={FLAGS.problem} has none")
         for group, members in optimizer.assign(names).items():
             logging.info("parameter group %s: %s", group, ", ".join(members) or "(none)")
-    metadata = {"problem": family.describe(), "train_flags": {k: FLAGS[k].value for k in (
+    metadata = {"problem": family.describe(), "recipe": {"name": FLAGS.recipe, "settings": applied},
+                "train_flags": {k: FLAGS[k].value for k in (
         "problem", "hidden_sizes", "activation", "labels", "batch_size", "param_groups", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
         "loss_weights", "relative_meta_loss", "second_derivatives", "gradient_checkpointing", "jit_compile", "evaluation_period",
-        "evaluation_epochs", "seed", "init_from")}}
+        "evaluation_epochs", "seed", "init_from", "meta_loss", "num_steps_range", "curriculum", "curriculum_patience",
+        "imitation_teachers", "imitation_ratio", "imitation_mode", "param_scale_range", "convex_term",
+        "mix_hidden_sizes", "mix_activations", "mix_log10_loss_scale")}}
     trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata, strategy=strategy)
     if trainer.num_replicas > 1:
         logging.info("distributed meta-training: %d replicas (%s)", trainer.num_replicas, FLAGS.strategy)
@@ -249,8 +308,12 @@ def main(argv):
     if not trainer.save_path:  # a non-chief worker: the chief writes the run
         print(f"worker done: {summary['wall_seconds']} s; the chief wrote {os.path.abspath(save_path)}")
         return
-    with open(os.path.join(save_path, "training_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    if result.stages or config.curriculum:
+        summary["curriculum_stages"] = [{"epoch": e, "stage": k, "num_steps": n, "validation_steps": v,
+                                         "starting_validation": x} for e, k, n, v, x in result.stages]
+        summary["finished_curriculum"] = result.finished_curriculum
+    summary["imitation_epochs"] = sum(r.kind == "imitation" for r in result.history)
+    files.write_json(os.path.join(save_path, "training_summary.json"), summary)
     print(f"trained optimizer: {os.path.abspath(save_path)} (best validation final loss "
           f"{result.best_validation:.4g} at epoch {result.best_epoch}; {summary['wall_seconds']} s, "
           f"peak memory {summary['peak_memory_mb']:.0f} MB)")

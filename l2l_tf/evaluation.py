@@ -13,7 +13,6 @@ The protocol (one for every optimizer, so comparisons are fair):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from l2l_tf import files
 from l2l_tf.optimizers.base import Optimizer
 from l2l_tf.problems.base import Problem, ProblemFamily
 from l2l_tf.unroll import run_steps
@@ -151,13 +151,20 @@ def summarize(curves: np.ndarray, learning_rate: float | None) -> dict:
         "loss_sum_mean": _finite_or_none(float(np.mean(np.sum(curves[1:].astype(np.float64), axis=0)))),
         "loss_mean_per_step": [_finite_or_none(float(v)) for v in np.mean(curves.astype(np.float64), axis=1)],
         "num_diverged": int(np.sum(~np.isfinite(final))),
+        #: Per test problem, in problem order: what paired comparisons (l2l_tf/statistics.py) need.
+        "final_losses": [_finite_or_none(float(v)) for v in final],
     }
 
 
 def evaluate(family: ProblemFamily, learned: dict[str, Optimizer], baselines: dict[str, Optimizer],
              num_steps: int, num_problems: int, seed: int, grid: Sequence[float],
-             num_tuning_problems: int | None = None, log=print) -> dict:
-    """Runs learned optimizers and tuned baselines on the same test problems; returns results."""
+             num_tuning_problems: int | None = None, log=print, reused: dict | None = None) -> dict:
+    """Runs learned optimizers and tuned baselines on the same test problems; returns results.
+
+    `reused`: entries of baselines already tuned and run on these very test problems (from an
+    earlier results.json, see `reusable_baselines`), taken as they are instead of re-running.
+    Every learned optimizer is compared with every baseline problem by problem ("paired").
+    """
     # Problems with batch streams are consumed by a run: every run samples identical new copies.
     test = lambda: sample_problems(family, "test", seed, num_problems)  # noqa: E731
     tuning = lambda: sample_problems(family, "validation", seed, num_tuning_problems or num_problems)  # noqa: E731
@@ -174,6 +181,9 @@ def evaluate(family: ProblemFamily, learned: dict[str, Optimizer], baselines: di
     for name, opt in learned.items():
         log(f"evaluating {name} on {num_problems} test problems x {num_steps} steps")
         results["optimizers"][name] = on_test(opt, None)
+    for name, entry in (reused or {}).items():
+        log(f"{name}: reused (tuned learning rate {entry['learning_rate']:.3g})")
+        results["optimizers"][name] = {**entry, "reused_from": entry.get("reused_from")}
     for name, opt in baselines.items():
         lr, scores = tune_learning_rate(family, opt, grid, tuning, num_steps)
         edge = " (at the edge of the grid: widen it)" if lr in (grid[0], grid[-1]) and len(grid) > 1 else ""
@@ -181,13 +191,46 @@ def evaluate(family: ProblemFamily, learned: dict[str, Optimizer], baselines: di
         entry = on_test(opt, lr)
         entry["tuning_final_loss"] = {f"{k:.6g}": _finite_or_none(v) for k, v in scores.items()}
         results["optimizers"][name] = entry
+    from l2l_tf.statistics import compare_all
+
+    results["paired"] = compare_all(results)
     return results
+
+
+#: What must match for baselines of an earlier evaluation to be reused: the same test problems.
+_SAME_PROBLEMS = ("problem", "problem_settings", "num_steps", "num_problems", "seed")
+
+
+def reusable_baselines(path: str, family: ProblemFamily, num_steps: int, num_problems: int, seed: int) -> dict:
+    """The tuned baselines of an earlier results.json, if it evaluated the same test problems.
+
+    Raises a one-line `UserError` for an unreadable file, other test problems (problem,
+    settings, steps, count or seed differ) or entries without per-problem losses."""
+    import json
+
+    from l2l_tf.errors import UserError
+
+    try:
+        with open(path) as f:
+            earlier = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read baselines from {path}: {e}") from None
+    wanted = {"problem": family.name, "problem_settings": family.describe(), "num_steps": int(num_steps),
+              "num_problems": int(num_problems), "seed": int(seed)}
+    wanted = json.loads(json.dumps(wanted))  # tuples become lists, as in the file
+    differing = [k for k in _SAME_PROBLEMS if earlier.get(k) != wanted[k]]
+    if differing:
+        what = "; ".join(f"{k} {earlier.get(k)!r} there, {wanted[k]!r} here" for k in differing)
+        raise UserError(f"{path} evaluated other test problems ({what})")
+    entries = {k: {**e, "reused_from": path} for k, e in earlier.get("optimizers", {}).items()
+               if e.get("learning_rate") is not None}
+    if not entries or not all("final_losses" in e for e in entries.values()):
+        raise UserError(f"{path} holds no tuned baselines with per-problem final losses (evaluated by an older l2l_tf?)")
+    return entries
 
 
 def write_results(results: dict, output_dir: str) -> str:
     """Writes results.json (strict JSON: non-finite numbers are null); returns its path."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "results.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2, allow_nan=False)
-    return path
+    return files.write_json(path, results, allow_nan=False)

@@ -31,11 +31,18 @@ import tensorflow as tf
 from absl import logging
 
 from l2l_tf import saving
+from l2l_tf.curriculum import Curriculum, CurriculumState
 from l2l_tf.errors import UserError
 from l2l_tf.evaluation import run_trajectories, sample_problems
+from l2l_tf.imitation import MODES as IMITATION_MODES
+from l2l_tf.imitation import imitation_gradient, make_teachers, parse_teachers, tune_teachers
 from l2l_tf.optimizers.base import Optimizer
-from l2l_tf.problems.base import ProblemFamily
+from l2l_tf.problems.augment import Augmentation, augment
+from l2l_tf.problems.base import ProblemFamily, function_rng
 from l2l_tf.unroll import run_steps, run_steps_recomputed
+
+#: The meta-losses `MetaTrainConfig.meta_loss` names.
+META_LOSSES = ("sum", "relative", "log_ratio")
 
 
 @dataclasses.dataclass
@@ -67,6 +74,32 @@ class MetaTrainConfig:
     #: Compile each truncation with XLA. Measured on the 2-core CPU dev machine it is 3-6x
     #: SLOWER (bin/l2l_benchmark.py, RESULTS.md), so it is off; it is there for GPUs.
     jit_compile: bool = False
+    #: The meta-loss of a truncation: "sum" (the paper: sum_t w_t f_t), "relative" (see
+    #: `relative_meta_loss`) or "log_ratio" (sum_t w_t (log f_t - log f_0)): every step's
+    #: *relative* progress counts alike, however small the losses have become, so late steps
+    #: of long trajectories are not drowned by the first ones.
+    meta_loss: str = "sum"
+    #: (low, high): every epoch's trajectory length is drawn uniformly from the multiples of
+    #: unroll_length in [low, high] (seeded per epoch) instead of num_steps: the optimizer
+    #: cannot specialize to one horizon.
+    num_steps_range: tuple[int, int] | None = None
+    #: Trajectory lengths of a validation-gated curriculum (l2l_tf/curriculum.py), e.g.
+    #: (100, 200, 500, 1000); empty: no curriculum (every epoch num_steps, validated on num_steps).
+    curriculum: tuple[int, ...] = ()
+    #: Validations in a row without a new best that end a curriculum stage.
+    curriculum_patience: int = 2
+    #: Teachers to imitate in some epochs (l2l_tf/imitation.py): "nag", "adam:0.01", ...
+    imitation_teachers: tuple[str, ...] = ()
+    #: Probability that an epoch imitates rather than meta-trains: one value, or one per
+    #: curriculum stage (the last repeats).
+    imitation_ratio: tuple[float, ...] = (0.0,)
+    #: "mean" of the teachers' imitation losses, or their "max" (min-max amalgamation).
+    imitation_mode: str = "mean"
+    #: Random scaling of training problems' parameters: theta = c * theta', c = exp(U(-r, r))
+    #: per coordinate (l2l_tf/problems/augment.py); 0: off.
+    param_scale_range: float = 0.0
+    #: Coordinates of a simple convex term added to every training problem; 0: off.
+    convex_term: int = 0
 
     def __post_init__(self):
         positive = ("num_epochs", "num_steps", "unroll_length", "meta_batch_size", "evaluation_period",
@@ -83,6 +116,37 @@ class MetaTrainConfig:
                             f"got {self.checkpoint_segment}")
         if not self.clip_norm > 0:
             raise UserError(f"clip_norm must be > 0, got {self.clip_norm}")
+        if self.meta_loss not in META_LOSSES:
+            raise UserError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
+        if self.relative_meta_loss:
+            if self.meta_loss not in ("sum", "relative"):
+                raise UserError(f"relative_meta_loss and meta_loss={self.meta_loss!r} contradict each other")
+            self.meta_loss = "relative"
+        self.relative_meta_loss = self.meta_loss == "relative"
+        T = self.unroll_length
+        if self.num_steps_range is not None:
+            low, high = (int(v) for v in self.num_steps_range)
+            if not (0 < low <= high) or low % T or high % T:
+                raise UserError(f"num_steps_range must be two multiples of unroll_length ({T}), low <= high; "
+                                f"got {list(self.num_steps_range)}")
+            self.num_steps_range = (low, high)
+        self.curriculum = tuple(int(s) for s in self.curriculum)
+        if self.curriculum:
+            Curriculum(self.curriculum, self.curriculum_patience)  # validates
+            if any(s % T for s in self.curriculum):
+                raise UserError(f"curriculum stages must be multiples of unroll_length ({T}), got {list(self.curriculum)}")
+            if self.num_steps_range is not None:
+                raise UserError("num_steps_range and curriculum both set the trajectory length; choose one")
+        self.imitation_ratio = tuple(float(r) for r in self.imitation_ratio)
+        if not self.imitation_ratio or not all(0.0 <= r <= 1.0 for r in self.imitation_ratio):
+            raise UserError(f"imitation_ratio must be probabilities in [0, 1], got {list(self.imitation_ratio)}")
+        self.imitation_teachers = tuple(self.imitation_teachers)
+        parse_teachers(self.imitation_teachers)  # validates
+        if any(self.imitation_ratio) and not self.imitation_teachers:
+            raise UserError("imitation_ratio > 0 needs imitation_teachers")
+        if self.imitation_mode not in IMITATION_MODES:
+            raise UserError(f"imitation_mode must be one of {IMITATION_MODES}, got {self.imitation_mode!r}")
+        Augmentation(self.param_scale_range, self.convex_term)  # validates
         if self.loss_weights is not None:
             self.loss_weights = tuple(float(w) for w in self.loss_weights)
             if len(self.loss_weights) != self.unroll_length:
@@ -96,6 +160,28 @@ class MetaTrainConfig:
         w = self.loss_weights or (1.0,) * self.unroll_length
         return np.asarray(w, np.float32)
 
+    @property
+    def schedule(self) -> Curriculum | None:
+        return Curriculum(self.curriculum, self.curriculum_patience) if self.curriculum else None
+
+    def imitation_probability(self, stage: int) -> float:
+        return self.imitation_ratio[min(stage, len(self.imitation_ratio) - 1)]
+
+    def epoch_num_steps(self, epoch: int, stage: int = 0) -> int:
+        """The trajectory length of `epoch` (in curriculum `stage`)."""
+        if self.curriculum:
+            return self.curriculum[stage]
+        if self.num_steps_range is None:
+            return self.num_steps
+        low, high = self.num_steps_range
+        T = self.unroll_length
+        rng = np.random.default_rng([self.seed, epoch, 5150])
+        return T * int(rng.integers(low // T, high // T + 1))
+
+    def validation_steps(self, stage: int = 0) -> int:
+        """The horizon validation scores phi on."""
+        return self.schedule.validation_steps(stage) if self.curriculum else self.num_steps
+
 
 @dataclasses.dataclass
 class EpochRecord:
@@ -103,6 +189,10 @@ class EpochRecord:
     meta_loss: float
     final_loss: float
     skipped_steps: int
+    #: Optimizee steps of the epoch's trajectory (per replica).
+    num_steps: int = 0
+    #: "meta" (the meta-loss) or "imitation" (regression onto teachers; meta_loss is then that loss).
+    kind: str = "meta"
 
 
 @dataclasses.dataclass
@@ -114,6 +204,10 @@ class TrainResult:
     skipped_steps: int
     history: list = dataclasses.field(default_factory=list)
     validation: list = dataclasses.field(default_factory=list)
+    #: Curriculum stage changes: (epoch, stage, trajectory length, validation horizon, starting value).
+    stages: list = dataclasses.field(default_factory=list)
+    #: Whether a curriculum ended training before num_epochs (its last stage stopped improving).
+    finished_curriculum: bool = False
 
 
 class TrainingDiverged(UserError):
@@ -129,7 +223,8 @@ class TrainingInterrupted(Exception):
 
 
 def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, weights,
-                  second_derivatives: bool = False, checkpoint_segment: int = 0, relative: bool = False):
+                  second_derivatives: bool = False, checkpoint_segment: int = 0, relative: bool = False,
+                  meta_loss: str = "sum"):
     """One truncation: T = len(weights) steps, the meta-loss and its gradient w.r.t. phi.
 
     meta-loss = sum_{t=1..T} w_t * mean over functions of f(theta_t). theta_0 and the
@@ -138,8 +233,9 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
     `loss_fn` is a family's `loss_and_state`; the problem data it evolves (batch-norm
     statistics) comes back as data_T, for the next truncation.
 
-    `relative`: each function's f(theta_t) is divided by its (constant) f(theta_0), see
-    `MetaTrainConfig.relative_meta_loss`.
+    `relative` (or meta_loss="relative"): each function's f(theta_t) is divided by its
+    (constant) f(theta_0), see `MetaTrainConfig.relative_meta_loss`; meta_loss="log_ratio"
+    uses log f(theta_t) - log f(theta_0) instead.
 
     `checkpoint_segment` > 0 recomputes the unroll's activations in segments of that many
     steps during the backward pass (`run_steps_recomputed`): the same values in less memory.
@@ -157,7 +253,13 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
         else:
             params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches, num_steps,
                                                     second_derivatives)
-        later = losses[1:] / tf.stop_gradient(tf.maximum(losses[0], 1e-12)) if relative else losses[1:]
+        start = tf.stop_gradient(tf.maximum(losses[0], 1e-12))
+        if meta_loss == "log_ratio":
+            later = tf.math.log(tf.maximum(losses[1:], 1e-12)) - tf.math.log(start)
+        elif relative or meta_loss == "relative":
+            later = losses[1:] / start
+        else:
+            later = losses[1:]
         per_step = tf.reduce_mean(later, axis=1)
         meta_loss = tf.reduce_sum(weights * per_step)
     state = optimizer.unpack_state(state, params)
@@ -227,11 +329,23 @@ class MetaTrainer:
         self.traces: collections.Counter = collections.Counter()
         self._apply = tf.function(self._apply_fn)
         self._manager = None
-        self._checkpoint = tf.train.Checkpoint(
-            phi=saving.tf_variables(self.phi),
-            meta_optimizer=saving.tf_variables(self.meta_optimizer.variables),
-            epoch=self.epoch, best_validation=self.best_validation, best_epoch=self.best_epoch,
-            skipped=self.skipped, consecutive_skips=self.consecutive_skips, best_phi=self.best_phi)
+        self._augmentation = Augmentation(config.param_scale_range, config.convex_term)
+        self._teacher_specs = parse_teachers(config.imitation_teachers)
+        if self._teacher_specs and self.num_replicas > 1:
+            raise UserError("imitation epochs run on one replica; drop --imitation_teachers or the strategy")
+        self._teachers = make_teachers({s.name: 1.0 for s in self._teacher_specs})
+        self._teacher_rates: dict[int, dict[str, float]] = {}
+        self._imitation_steps: dict = {}
+        tracked = dict(phi=saving.tf_variables(self.phi),
+                       meta_optimizer=saving.tf_variables(self.meta_optimizer.variables),
+                       epoch=self.epoch, best_validation=self.best_validation, best_epoch=self.best_epoch,
+                       skipped=self.skipped, consecutive_skips=self.consecutive_skips, best_phi=self.best_phi)
+        #: Curriculum position (checkpointed only with a curriculum, so older runs still resume).
+        self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stage")
+        self.stage_stalls = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stalls")
+        if config.curriculum:
+            tracked.update(stage=self.stage, stage_stalls=self.stage_stalls)
+        self._checkpoint = tf.train.Checkpoint(**tracked)
         if self.save_path:
             self._manager = tf.train.CheckpointManager(self._checkpoint, self._resume_dir, max_to_keep=3)
 
@@ -252,7 +366,7 @@ class MetaTrainer:
             def truncation(params, state, data, batches):
                 return meta_gradient(family.loss_and_state, self.optimizer, params, state, data, batches,
                                      self._weights, cfg.second_derivatives, cfg.checkpoint_segment,
-                                     cfg.relative_meta_loss)
+                                     meta_loss=cfg.meta_loss)
 
             if cfg.jit_compile:
                 truncation = tf.function(truncation, jit_compile=True)
@@ -271,6 +385,21 @@ class MetaTrainer:
 
             self._meta_steps[id(family)] = (family, tf.function(step))
         return self._meta_steps[id(family)][1]
+
+    def _imitation_step(self, family: ProblemFamily):
+        """The compiled imitation truncation for one family (l2l_tf/imitation.py)."""
+        if id(family) not in self._imitation_steps:
+            cfg = self.config
+
+            def step(params, learner_states, teacher_states, data, batches):
+                self.traces[f"{family.name}/imitation"] += 1  # Python side effect: runs only while tracing
+                out = imitation_gradient(family.loss_and_state, self.optimizer, self._teachers, params, learner_states,
+                                         teacher_states, data, batches, cfg.unroll_length, cfg.imitation_mode,
+                                         cfg.second_derivatives)
+                return (*out, tf.linalg.global_norm(out[-1]))
+
+            self._imitation_steps[id(family)] = (family, tf.function(step))
+        return self._imitation_steps[id(family)][1]
 
     def _apply_fn(self, grads):
         clipped, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
@@ -292,17 +421,79 @@ class MetaTrainer:
             return self.family.sample("train", self.config.seed, range(first, first + b))
         return self.family.sample("train", self.config.seed, [epoch * r + replica])
 
+    def _augmented(self, problem, epoch: int, replica: int):
+        """The training problem with random scaling / a convex term (MetaTrainConfig), if asked for."""
+        if not self._augmentation.active:
+            return problem
+        rng = function_rng("train", self.config.seed, epoch * self.num_replicas + replica, "augment")
+        return augment(problem, self.family, self._augmentation, rng)
+
     def _per_replica(self, fn):
         """The value `fn(replica id)` on every local replica (plain values with one replica)."""
         return self.strategy.experimental_distribute_values_from_function(
             lambda ctx: fn(ctx.replica_id_in_sync_group))
 
-    def _run_epoch(self, epoch: int) -> EpochRecord:
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        """Trains phi on epoch `epoch`'s problem: a meta-training epoch, or (with imitation
+        teachers, at the stage's imitation ratio) an imitation epoch. A pure function of the
+        epoch index, phi and the meta-optimizer, so a resumed run repeats it exactly."""
+        cfg = self.config
+        stage = int(self.stage.numpy())
+        num_steps = cfg.epoch_num_steps(epoch, stage)
+        p = cfg.imitation_probability(stage) if self._teacher_specs else 0.0
+        if p and np.random.default_rng([cfg.seed, epoch, 4242]).random() < p:
+            return self._imitation_epoch(epoch, num_steps, stage)
+        return self._meta_epoch(epoch, num_steps)
+
+    def teacher_rates(self, stage: int = 0) -> dict[str, float]:
+        """The imitation teachers' learning rates for `stage` (tuned once per stage, on its horizon)."""
+        if stage not in self._teacher_rates:
+            steps = self.config.epoch_num_steps(0, stage)
+            self._teacher_rates[stage] = tune_teachers(self.family, self._teacher_specs, steps, self.config.seed)
+            logging.info("imitation teachers for %d-step trajectories: %s", steps,
+                         ", ".join(f"{k} lr {v:.3g}" for k, v in self._teacher_rates[stage].items()))
+        return self._teacher_rates[stage]
+
+    def _imitation_epoch(self, epoch: int, num_steps: int, stage: int) -> EpochRecord:
+        """The LSTM regressed onto the teachers' updates along their own trajectories (no augmentation:
+        a teacher tuned on the family's problems would not be tuned for rescaled ones)."""
+        for teacher, lr in zip(self._teachers, self.teacher_rates(stage).values()):
+            teacher.set_learning_rate(lr)
+        problem = self._train_problem(epoch)
+        family = problem.family or self.family
+        names = problem.param_names
+        k = len(self._teachers)
+        params = [list(problem.params) for _ in range(k)]
+        learner = [self.optimizer.init(problem.params, problem.num_functions, names=names) for _ in range(k)]
+        teacher = [t.init(problem.params, problem.num_functions, names=names) for t in self._teachers]
+        data = [problem.data for _ in range(k)]
+        step = self._imitation_step(family)
+        T = self.config.unroll_length
+        losses, final, skipped = [], math.nan, 0
+        for j in range(num_steps // T):
+            batches = problem.batches(j * T, T + 1)
+            params, learner, teacher, data, finals, loss, grads, norm = step(params, learner, teacher, data, batches)
+            if not (math.isfinite(float(loss)) and math.isfinite(float(norm))):
+                skipped += 1
+                self.consecutive_skips.assign_add(1)
+                logging.warning("epoch %d (imitation), truncation %d: non-finite loss %s or gradient norm %s; "
+                                "step skipped (%d in a row)", epoch + 1, j + 1, float(loss), float(norm),
+                                int(self.consecutive_skips.numpy()))
+                break
+            self.consecutive_skips.assign(0)
+            self._apply(grads)
+            losses.append(float(loss))
+            final = float(np.mean(finals.numpy()))
+        problem.release()
+        return EpochRecord(epoch, float(np.mean(losses)) if losses else math.nan, final, skipped, num_steps,
+                           "imitation")
+
+    def _meta_epoch(self, epoch: int, num_steps: int) -> EpochRecord:
         problems: dict[int, Any] = {}
 
         def problem_of(replica: int):
             if replica not in problems:
-                problems[replica] = self._train_problem(epoch, replica)
+                problems[replica] = self._augmented(self._train_problem(epoch, replica), epoch, replica)
             return problems[replica]
 
         def state_of(replica: int):
@@ -315,7 +506,7 @@ class MetaTrainer:
         T = self.config.unroll_length
         meta_step = self._meta_step(next(iter(problems.values())).family or self.family)
         meta_losses, final, skipped = [], math.nan, 0
-        for k in range(self.config.num_steps // T):
+        for k in range(num_steps // T):
             batches = self._per_replica(lambda r: problem_of(r).batches(k * T, T + 1))
             params, state, data, final_loss, meta_loss, grads, norm = meta_step(params, state, data, batches)
             if not (math.isfinite(float(meta_loss)) and math.isfinite(float(norm))):
@@ -333,13 +524,15 @@ class MetaTrainer:
             final = float(final_loss)
         for problem in problems.values():
             problem.release()
-        return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan, final, skipped)
+        return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan, final, skipped, num_steps)
 
-    def validate(self) -> float:
-        """Mean final loss of the current phi on the fixed validation problems."""
+    def validate(self, num_steps: int | None = None) -> float:
+        """Mean final loss of the current phi on the fixed validation problems, after `num_steps`
+        (default: the current curriculum stage's validation horizon, else num_steps)."""
         b = self.config.meta_batch_size if self.family.vectorized else 1
         problems = sample_problems(self.family, "validation", self.config.seed, self.config.evaluation_epochs * b)
-        curves = run_trajectories(self.family, self.optimizer, problems, self.config.num_steps)
+        horizon = num_steps or self.config.validation_steps(int(self.stage.numpy()))
+        curves = run_trajectories(self.family, self.optimizer, problems, horizon)
         final = curves[-1]
         return float(np.mean(final)) if np.all(np.isfinite(final)) else math.inf
 
@@ -350,8 +543,7 @@ class MetaTrainer:
             b.assign(v.value if hasattr(v, "value") else v)
         if self.save_path:
             saving.save_best_weights(self.save_path, self.best_phi)
-            saving.save_config(self.save_path, self.optimizer, {
-                **self.metadata, "best_epoch": epoch, "best_validation_final_loss": value})
+            self._write_config(value, epoch)
 
     def restore(self) -> int:
         """Restores the latest checkpoint; returns the epoch to continue from (0 if none)."""
@@ -377,74 +569,148 @@ class MetaTrainer:
         self._stop_requested = True
 
     def train(self, resume: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+        """Runs epochs up to `num_epochs` (or until a curriculum's last stage stops improving),
+        validating, logging and checkpointing on their schedules (the small helpers below)."""
         cfg = self.config
         start = self.restore() if resume else 0
         if self.save_path:
-            best = float(self.best_validation.numpy())
-            saving.save_config(self.save_path, self.optimizer, {
-                **self.metadata, "best_epoch": int(self.best_epoch.numpy()),
-                "best_validation_final_loss": best if math.isfinite(best) else None})
+            self._write_config(float(self.best_validation.numpy()), int(self.best_epoch.numpy()))
         writer = tf.summary.create_file_writer(os.path.join(self.save_path, "logs")) if self.save_path else None
         result = TrainResult(float(self.best_validation.numpy()), int(self.best_epoch.numpy()), 0, 0.0, 0)
+        progress = _Progress(self, writer)
         t0 = time.time()
-        window_start, window_epochs = t0, 0
-        steps_per_epoch = cfg.num_steps * (1 if self.family.vectorized else self.num_replicas)  # trajectories
         if start >= cfg.num_epochs:
             logging.info("Nothing to do: checkpoint is at epoch %d of %d.", start, cfg.num_epochs)
+        done = start
         for epoch in range(start, cfg.num_epochs):
-            record = self._run_epoch(epoch)
+            record = self.run_epoch(epoch)
             self.skipped.assign_add(record.skipped_steps)
             result.history.append(record)
-            window_epochs += 1
             if on_epoch:
                 on_epoch(record)
             done = epoch + 1
-            if writer:
-                with writer.as_default(step=done):
-                    tf.summary.scalar("meta_loss", record.meta_loss)
-                    tf.summary.scalar("final_loss", record.final_loss)
+            progress.epoch(record)
+            finished = False
             if done % cfg.evaluation_period == 0 or done == cfg.num_epochs:
-                value = self.validate()
-                result.validation.append((done, value))
-                improved = value < float(self.best_validation.numpy())
-                if improved:
-                    self._save_best(value, done)
-                logging.info("epoch %d: validation final loss %.4g%s (best %.4g at epoch %d)", done, value,
-                             " *" if improved else "", float(self.best_validation.numpy()), int(self.best_epoch.numpy()))
-                if writer:
-                    with writer.as_default(step=done):
-                        tf.summary.scalar("validation_final_loss", value)
-            if done % cfg.log_period == 0 or done == cfg.num_epochs:
-                elapsed = time.time() - window_start
-                rate = window_epochs * steps_per_epoch / max(elapsed, 1e-9)
-                eta = (cfg.num_epochs - done) * steps_per_epoch / max(rate, 1e-9)
-                recent = result.history[-window_epochs:]
-                logging.info("epoch %d/%d  meta-loss %.4g  final loss %.4g  %.0f steps/s  ETA %s",
-                             done, cfg.num_epochs, np.nanmean([r.meta_loss for r in recent]),
-                             np.nanmean([r.final_loss for r in recent]), rate, _format_seconds(eta))
-                if writer:
-                    with writer.as_default(step=done):
-                        tf.summary.scalar("steps_per_second", rate)
-                window_start, window_epochs = time.time(), 0
+                finished = self._validate_and_select(done, result, writer)
+            if done % cfg.log_period == 0 or done == cfg.num_epochs or finished:
+                progress.log(done, result)
             self.epoch.assign(done)
-            if self._manager and (done % cfg.checkpoint_every == 0 or done == cfg.num_epochs or self._stop_requested):
-                self._manager.save(checkpoint_number=done)
-            if self._stop_requested:
-                if writer:
-                    writer.flush()
-                raise TrainingInterrupted(done, self._manager.latest_checkpoint if self._manager else None)
-            if int(self.consecutive_skips.numpy()) >= cfg.max_consecutive_skips:
-                kept = self._manager.latest_checkpoint if self._manager else None
-                raise TrainingDiverged(
-                    f"{int(self.consecutive_skips.numpy())} consecutive meta-steps had a non-finite loss or "
-                    f"gradient (epoch {done}); stopping. phi was never updated from them"
-                    + (f"; the last good checkpoint is {kept}" if kept else "")
-                    + ". Try a lower --learning_rate, a smaller --output_scale or --max_update.")
+            self._checkpoint_if_due(done, finished, writer)
+            if finished:
+                result.finished_curriculum = True
+                logging.info("epoch %d: the curriculum's last stage stopped improving; training ends", done)
+                break
         if writer:
             writer.flush()
         result.best_validation = float(self.best_validation.numpy())
         result.best_epoch = int(self.best_epoch.numpy())
-        result.epochs_run = cfg.num_epochs - start if start < cfg.num_epochs else 0
+        result.epochs_run = max(done - start, 0)
         result.seconds = time.time() - t0
         result.skipped_steps = int(self.skipped.numpy())
         return result
+
+    def _write_config(self, best: float, epoch: int) -> None:
+        extra = {}
+        if self.config.curriculum:
+            stage = int(self.stage.numpy())
+            extra["curriculum"] = {"stages": list(self.config.curriculum), "stage": stage,
+                                   "num_steps": self.config.epoch_num_steps(0, stage),
+                                   "validation_steps": self.config.validation_steps(stage)}
+        if self._teacher_rates:
+            extra["imitation_teachers"] = {str(k): v for k, v in self._teacher_rates.items()}
+        saving.save_config(self.save_path, self.optimizer, {
+            **self.metadata, **extra, "best_epoch": epoch,
+            "best_validation_final_loss": best if math.isfinite(best) else None})
+
+    def _validate_and_select(self, done: int, result: TrainResult, writer) -> bool:
+        """One validation: keeps the best phi, moves the curriculum on; True when training is finished."""
+        value = self.validate()
+        result.validation.append((done, value))
+        finished = False
+        if self.config.curriculum:
+            state = CurriculumState(self.config.schedule, int(self.stage.numpy()),
+                                    float(self.best_validation.numpy()), int(self.stage_stalls.numpy()))
+            improved, action = state.record(value)
+            if improved:
+                self._save_best(value, done)
+            self.stage_stalls.assign(state.stalls)
+            if action == CurriculumState.NEXT_STAGE:
+                self._next_stage(state, done, result)
+            finished = action == CurriculumState.DONE
+        else:
+            improved = value < float(self.best_validation.numpy())
+            if improved:
+                self._save_best(value, done)
+        logging.info("epoch %d: validation final loss %.4g%s (best %.4g at epoch %d)", done, value,
+                     " *" if improved else "", float(self.best_validation.numpy()), int(self.best_epoch.numpy()))
+        if writer:
+            with writer.as_default(step=done):
+                tf.summary.scalar("validation_final_loss", value)
+        return finished
+
+    def _next_stage(self, state: CurriculumState, done: int, result: TrainResult) -> None:
+        """Restores the stage's best phi and starts the next stage from it, on its own horizon."""
+        for v, b in zip(self.phi, self.best_phi):
+            v.assign(b)
+        self.stage.assign(state.stage + 1)
+        start_value = self.validate()
+        state.advance(start_value)
+        self.stage_stalls.assign(0)
+        self._save_best(start_value, done)
+        cfg = self.config
+        result.stages.append((done, state.stage, cfg.epoch_num_steps(0, state.stage), cfg.validation_steps(state.stage),
+                              start_value))
+        logging.info("epoch %d: curriculum stage %d: %d-step trajectories, validated at %d steps (the best phi so "
+                     "far scores %.4g there)", done, state.stage + 1, cfg.epoch_num_steps(0, state.stage),
+                     cfg.validation_steps(state.stage), start_value)
+
+    def _checkpoint_if_due(self, done: int, finished: bool, writer) -> None:
+        cfg = self.config
+        due = done % cfg.checkpoint_every == 0 or done == cfg.num_epochs or finished or self._stop_requested
+        if self._manager and due:
+            self._manager.save(checkpoint_number=done)
+        if self._stop_requested:
+            if writer:
+                writer.flush()
+            raise TrainingInterrupted(done, self._manager.latest_checkpoint if self._manager else None)
+        if int(self.consecutive_skips.numpy()) >= cfg.max_consecutive_skips:
+            kept = self._manager.latest_checkpoint if self._manager else None
+            raise TrainingDiverged(
+                f"{int(self.consecutive_skips.numpy())} consecutive meta-steps had a non-finite loss or "
+                f"gradient (epoch {done}); stopping. phi was never updated from them"
+                + (f"; the last good checkpoint is {kept}" if kept else "")
+                + ". Try a lower --learning_rate, a smaller --output_scale or --max_update.")
+
+
+class _Progress:
+    """Progress lines (meta-loss, final loss, optimizee steps/s, ETA) and TensorBoard scalars."""
+
+    def __init__(self, trainer: MetaTrainer, writer):
+        self.trainer, self.writer = trainer, writer
+        self.window_start, self.window = time.time(), []
+
+    def epoch(self, record: EpochRecord) -> None:
+        self.window.append(record)
+        if self.writer:
+            with self.writer.as_default(step=record.epoch + 1):
+                tf.summary.scalar("meta_loss" if record.kind == "meta" else "imitation_loss", record.meta_loss)
+                tf.summary.scalar("final_loss", record.final_loss)
+
+    def log(self, done: int, result: TrainResult) -> None:
+        trainer, cfg = self.trainer, self.trainer.config
+        per_problem = 1 if trainer.family.vectorized else trainer.num_replicas
+        steps = sum(r.num_steps for r in self.window) * per_problem
+        elapsed = time.time() - self.window_start
+        rate = steps / max(elapsed, 1e-9)
+        remaining = (cfg.num_epochs - done) * (steps / max(len(self.window), 1))
+        meta = [r.meta_loss for r in self.window if r.kind == "meta"]
+        imitation = [r.meta_loss for r in self.window if r.kind == "imitation"]
+        logging.info("epoch %d/%d  meta-loss %.4g  final loss %.4g%s  %.0f steps/s  ETA %s", done, cfg.num_epochs,
+                     np.nanmean(meta) if meta else math.nan, np.nanmean([r.final_loss for r in self.window]),
+                     f"  imitation loss {np.nanmean(imitation):.4g} ({len(imitation)} epochs)" if imitation else "",
+                     rate, _format_seconds(remaining / max(rate, 1e-9)))
+        if self.writer:
+            with self.writer.as_default(step=done):
+                tf.summary.scalar("steps_per_second", rate)
+        self.window_start, self.window = time.time(), []

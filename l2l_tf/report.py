@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from l2l_tf import files
+
 
 def _fmt(x) -> str:
     return "diverged" if x is None else f"{x:.4g}"
@@ -25,6 +27,20 @@ def results_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def paired_table(results: dict) -> str:
+    """Markdown table of every learned optimizer against every baseline on the same problems."""
+    paired = results.get("paired") or {}
+    rows = ["| learned | baseline | mean difference (learned - baseline) | 95% CI | ratio of means | win rate |",
+            "|---|---|---|---|---|---|"]
+    for name, against in paired.items():
+        for base, p in against.items():
+            lo, hi = p["ci95"]
+            ratio = "—" if p["ratio"] is None else f"{p['ratio']:.3f}"
+            rows.append(f"| {name} | {base} | {_fmt(p['mean_difference'])} | [{_fmt(lo)}, {_fmt(hi)}] | {ratio} | "
+                        f"{p['win_rate']:.0%} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def write_report(results: dict, output_dir: str, plot_file: str, command: str) -> str:
     """Writes report.md beside results.json and the plot; returns its path."""
     path = os.path.join(output_dir, "report.md")
@@ -32,11 +48,12 @@ def write_report(results: dict, output_dir: str, plot_file: str, command: str) -
         f"# {results['problem']}: {results['num_problems']} test problems, {results['num_steps']} steps\n\n"
         f"Command: `{command}`\n\n"
         f"{results_table(results)}\n\n"
-        f"Baselines' learning rates were tuned on validation problems over "
+        + (f"Paired on the same {results['num_problems']} test problems (a negative difference: the learned "
+           f"optimizer ends lower; the win rate counts problems where it does):\n\n{paired_table(results)}\n\n"
+           if paired_table(results) else "")
+        + f"Baselines' learning rates were tuned on validation problems over "
         f"{len(results['learning_rate_grid'])} log-spaced rates from {results['learning_rate_grid'][0]:.3g} "
         f"to {results['learning_rate_grid'][-1]:.3g}; the test problems (seed {results['seed']}) are the same "
         f"for every optimizer.\n\n"
         f"![mean loss per step]({os.path.basename(plot_file)})\n")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return files.write_text(path, text)

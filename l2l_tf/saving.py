@@ -18,6 +18,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from l2l_tf import files
 from l2l_tf.errors import UserError
 from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM
 from l2l_tf.version import __version__
@@ -71,10 +72,7 @@ def save_config(path: str, optimizer: CoordinatewiseLSTM, metadata: dict[str, An
     """Writes optimizer.json (atomically: a crash never leaves a half-written file)."""
     os.makedirs(path, exist_ok=True)
     record = {"optimizer": optimizer.config.to_dict(), "l2l_tf_version": __version__, **metadata}
-    tmp = os.path.join(path, CONFIG_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(path, CONFIG_FILE))
+    files.write_json(os.path.join(path, CONFIG_FILE), record, sort_keys=True)
 
 
 def read_config(path: str) -> dict[str, Any]:

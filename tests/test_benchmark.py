@@ -17,6 +17,7 @@ def test_lstm_flop_count_of_the_default_architecture():
     assert lstm_matmul_flops_per_coordinate((20, 20), 2) == 3520 + 6400 + 40
 
 
+@pytest.mark.slow
 def test_every_section_on_tiny_settings(tmp_path):
     output = tmp_path / "results.json"
     output.write_text(json.dumps({"other": {"kept": True}}))
@@ -50,8 +51,13 @@ def test_every_section_on_tiny_settings(tmp_path):
     assert set(runs) == {"fast", "keras_cells", "unfused", "fast_xla"}
     from l2l_tf.kernels import fused_lstm
 
-    kernel = "fused C++ kernel" if fused_lstm.available() else "Keras cells (fused kernel unavailable)"
-    assert runs["fast"]["lstm_kernel"] == quadratic["lstm_kernel"] == kernel
+    from conftest import kernel_not_expected
+
+    assert runs["fast"]["lstm_kernel"] == quadratic["lstm_kernel"]
+    if kernel_not_expected() is None:  # the benchmark must measure the fast path, not the fallback
+        assert runs["fast"]["lstm_kernel"].startswith("fused C++ kernel (native"), runs["fast"]["lstm_kernel"]
+    elif not fused_lstm.available():
+        assert runs["fast"]["lstm_kernel"] == "Keras cells (fused kernel unavailable)"
     assert runs["keras_cells"]["lstm_kernel"] == "Keras cells"
     assert all(r["steps_per_second"] > 0 and r["traces"] == {"quadratic": 1} for r in runs.values())
     per_round = quadratic["steps_per_second_per_round"]

@@ -72,7 +72,7 @@ def _train(config, epochs=2):
     family = _family("quadratic")
     trainer = MetaTrainer(family, CoordinatewiseLSTM(seed=3), config)
     for epoch in range(epochs):
-        trainer._run_epoch(epoch)
+        trainer.run_epoch(epoch)
     return trainer
 
 

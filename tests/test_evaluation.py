@@ -72,3 +72,43 @@ def test_tuning_picks_the_best_rate_on_validation_and_evaluate_schema(tmp_path):
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     md = open(report.write_report(loaded, str(tmp_path), png, "cmd")).read()
     assert "| L2L | learned |" in md and "curves.png" in md
+
+
+def test_paired_comparison_statistics():
+    from l2l_tf.statistics import paired_comparison, t_quantile_975
+
+    assert t_quantile_975(9) == pytest.approx(2.262, abs=1e-3) and t_quantile_975(99) == pytest.approx(1.984, abs=1e-3)
+    assert t_quantile_975(30) == pytest.approx(2.042, abs=1e-3)
+    learned, baseline = [1.0, 2.0, 3.0, 4.0], [1.5, 2.5, 2.9, 4.6]
+    p = paired_comparison(learned, baseline)
+    d = np.subtract(learned, baseline)
+    half = 3.182 * np.std(d, ddof=1) / 2
+    assert p["mean_difference"] == pytest.approx(d.mean()) and p["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert p["win_rate"] == 0.75 and p["ratio"] == pytest.approx(10 / 11.5)
+    diverged = paired_comparison([1.0, math.inf], [2.0, 1.0])
+    assert diverged["mean_difference"] is None and diverged["win_rate"] == 0.5
+    assert paired_comparison([1.0, 2.0], [1.0, 3.0])["win_rate"] == 0.75  # a tie counts half
+
+
+def test_evaluate_pairs_every_learned_optimizer_with_every_baseline_and_can_reuse_baselines(tmp_path):
+    family = QuadraticFamily()
+    grid = evaluation.learning_rate_grid(1e-3, 1.0, 1)
+    first = evaluation.evaluate(family, {"L2L": CoordinatewiseLSTM(seed=0)}, {"sgd": SGD(), "adam": Adam()},
+                                num_steps=15, num_problems=8, seed=2, grid=grid, log=lambda *_: None)
+    assert set(first["paired"]["L2L"]) == {"sgd", "adam"}
+    finals = {k: np.array(e["final_losses"]) for k, e in first["optimizers"].items()}
+    assert finals["L2L"].shape == (8,)
+    assert first["paired"]["L2L"]["adam"]["mean_difference"] == pytest.approx(np.mean(finals["L2L"] - finals["adam"]))
+    path = evaluation.write_results(first, str(tmp_path))
+    md = open(report.write_report(first, str(tmp_path), "curves.png", "cmd")).read()
+    assert "| L2L | adam |" in md and "win rate" in md
+    # The same baselines, reused for another learned optimizer on the same test problems.
+    reused = evaluation.reusable_baselines(path, family, 15, 8, 2)
+    second = evaluation.evaluate(family, {"L2L": CoordinatewiseLSTM(seed=1)}, {}, num_steps=15, num_problems=8, seed=2,
+                                 grid=grid, log=lambda *_: None, reused=reused)
+    assert second["optimizers"]["adam"]["final_losses"] == first["optimizers"]["adam"]["final_losses"]
+    assert second["optimizers"]["adam"]["reused_from"] == path and set(second["paired"]["L2L"]) == {"sgd", "adam"}
+    from l2l_tf.errors import UserError
+
+    with pytest.raises(UserError, match="other test problems"):
+        evaluation.reusable_baselines(path, family, 15, 8, seed=3)

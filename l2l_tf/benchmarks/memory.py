@@ -27,9 +27,9 @@ def measure(problem: str, unroll: int, checkpointing: str, data_dir: str | None)
     config = MetaTrainConfig(num_steps=unroll, unroll_length=unroll, checkpoint_segment=segment)
     before = proc_status("VmRSS")
     trainer = MetaTrainer(family, CoordinatewiseLSTM(seed=0), config)
-    trainer._run_epoch(0)
+    trainer.run_epoch(0)
     start = time.perf_counter()
-    trainer._run_epoch(1)
+    trainer.run_epoch(1)
     seconds = time.perf_counter() - start
     peak = proc_status("VmHWM")
     return {"problem": problem, "unroll": unroll, "checkpointing": checkpointing, "segment": segment,

@@ -20,7 +20,10 @@ def lstm_kernel(implementation: str) -> str:
     from l2l_tf.kernels import fused_lstm
 
     if implementation == "fast":
-        return "fused C++ kernel" if fused_lstm.available() else "Keras cells (fused kernel unavailable)"
+        if not fused_lstm.available():
+            return "Keras cells (fused kernel unavailable)"
+        info = fused_lstm.build_info()
+        return f"fused C++ kernel ({info['build']} build: {' '.join(info['flags']) or 'default target'})"
     return {"keras_cells": "Keras cells", "unfused": "per-gate TensorFlow ops", "fast_xla": "Keras cells under XLA"}[
         implementation]
 
@@ -41,8 +44,8 @@ def measure(problem: str, implementation: str, data_dir: str | None, warmup: int
     config = MetaTrainConfig(num_steps=100, unroll_length=20, jit_compile=implementation == "fast_xla")
     trainer = MetaTrainer(family, optimizer, config)
     epoch = iter(range(10**9))
-    run = lambda: trainer._run_epoch(next(epoch))  # noqa: E731
-    times = time_calls(run, lambda: None, warmup=warmup, repeats=repeats)  # _run_epoch returns host floats
+    run = lambda: trainer.run_epoch(next(epoch))  # noqa: E731
+    times = time_calls(run, lambda: None, warmup=warmup, repeats=repeats)  # run_epoch returns host floats
     result = {"problem": problem, "implementation": implementation, "epoch": times,
               "steps_per_second": config.num_steps / (times["ms"] / 1e3),
               "steps_per_cpu_second": config.num_steps / (times["cpu_ms"] / 1e3),
