@@ -32,7 +32,16 @@ setup(
         "matplotlib",
     ],
     extras_require={"test": ["pytest", "pytest-xdist", "hypothesis"]},
+    # The programs, as commands (l2l-train, ...) and as the bin/ scripts the README and RESULTS run.
+    entry_points={"console_scripts": [
+        "l2l-train = l2l_tf.cli.train:run",
+        "l2l-evaluate = l2l_tf.cli.evaluate:run",
+        "l2l-export = l2l_tf.cli.export:run",
+        "l2l-neural-art = l2l_tf.cli.neural_art:run",
+        "l2l-visualize = l2l_tf.cli.visualize:run",
+        "l2l-benchmark = l2l_tf.cli.benchmark:run",  # a source checkout's harness (benchmarks/)
+    ]},
     scripts=["bin/l2l_train.py", "bin/l2l_evaluate.py", "bin/l2l_visualize.py", "bin/l2l_export.py",
-             "bin/l2l_benchmark.py"],
+             "bin/l2l_neural_art.py"],
     license="Apache-2.0",
 )

@@ -45,6 +45,7 @@ import tensorflow as tf
 from l2l_tf import saving
 from l2l_tf.errors import UserError
 from l2l_tf.kernels import fused_lstm
+from l2l_tf.optimizers import registry
 from l2l_tf.optimizers.coordinatewise import MOMENTS, CoordinatewiseLSTM, LSTMOptimizerConfig
 from l2l_tf.optimizers.preprocessing import STATEFUL, MomentFeatures
 from l2l_tf.optimizers.grouped import GroupedConfig, GroupedLSTM
@@ -183,12 +184,16 @@ def export_optimizer(optimizer: CoordinatewiseLSTM, export_dir: str, training: d
     the metadata. The export is written next to `export_dir`, checked, and only then moved
     into place, so an interrupted export never leaves a half-written directory behind.
     """
+    config = getattr(optimizer, "config", None)
+    if config is None:
+        raise UserError(f"only learned optimizers can be exported, got {type(optimizer).__name__}")
+    registry.require_per_coordinate(config, "an export (one parameter tensor at a time)")
     if isinstance(optimizer, GroupedLSTM):
         groups, patterns = dict(optimizer.optimizers), dict(optimizer.config.groups)
-    elif type(optimizer) is CoordinatewiseLSTM:
+    elif isinstance(optimizer, CoordinatewiseLSTM):
         groups, patterns = {DEFAULT_GROUP: optimizer}, None
     else:
-        raise UserError(f"only coordinatewise LSTM optimizers can be exported, got {type(optimizer).__name__}")
+        raise UserError(f"only the library's learned optimizers can be exported, got {type(optimizer).__name__}")
     export_dir = os.path.abspath(export_dir)
     _check_target(export_dir, overwrite)
     metadata = build_metadata(groups, training, source, patterns)

@@ -47,8 +47,8 @@ import tensorflow as tf
 
 from l2l_tf import saving
 from l2l_tf.errors import UserError
-from l2l_tf.optimizers.coordinatewise import ARCHITECTURE, CoordinatewiseLSTM
-from l2l_tf.optimizers.coupled import config_from_dict, make_learned_optimizer
+from l2l_tf.optimizers import registry
+from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM
 from l2l_tf.optimizers.grouped import GroupedLSTM
 
 #: The dtypes the per-coordinate LSTM state may be stored in (`LearnedOptimizer(state_dtype=...)`).
@@ -62,13 +62,12 @@ def _build_lstm(settings: dict[str, Any], phi: list) -> CoordinatewiseLSTM | Gro
     `mixed_float16` they would compute in float16 and propose different updates from the
     ones the optimizer was trained to make, so they are built under "float32".
     """
-    config = config_from_dict(dict(settings))
-    if config.architecture not in (ARCHITECTURE, "grouped"):
-        raise UserError(f"the Keras wrapper runs coordinatewise LSTM optimizers, not {config.architecture}")
+    config = registry.config_from_dict(dict(settings))
+    registry.require_per_coordinate(config, "the Keras wrapper (one model variable at a time)")
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        optimizer = make_learned_optimizer(config)
+        optimizer = registry.make(config)
     finally:
         keras.config.set_dtype_policy(policy)
     variables = saving.tf_variables(optimizer.meta_variables)

@@ -47,9 +47,9 @@ META_LOSSES = ("sum", "relative", "log_ratio")
 
 @dataclasses.dataclass
 class MetaTrainConfig:
-    """Meta-training settings (the binaries' flags map onto these one to one)."""
+    """Meta-training settings: every field is the `l2l_train` flag of the same name, with the same default."""
 
-    num_epochs: int = 1000
+    num_epochs: int = 2000
     num_steps: int = 100
     unroll_length: int = 20
     learning_rate: float = 1e-3
@@ -68,9 +68,10 @@ class MetaTrainConfig:
     log_period: int = 50
     seed: int = 0
     max_consecutive_skips: int = 20
-    #: > 0: recompute the unroll's activations in segments of this many steps in the backward
-    #: pass (gradient checkpointing: same meta-gradient, memory ~ T/k + k steps instead of T).
-    checkpoint_segment: int = 0
+    #: "off", "sqrt" or a segment length k: recompute the unroll's activations in segments of k
+    #: steps in the backward pass (same meta-gradient, memory ~ T/k + k steps instead of T;
+    #: "sqrt": k = ceil(sqrt(unroll_length))). 0 is "off".
+    gradient_checkpointing: str | int = "off"
     #: Compile each truncation with XLA. Measured on the 2-core CPU dev machine it is 3-6x
     #: SLOWER (bin/l2l_benchmark.py, RESULTS.md), so it is off; it is there for GPUs.
     jit_compile: bool = False
@@ -100,10 +101,15 @@ class MetaTrainConfig:
     param_scale_range: float = 0.0
     #: Coordinates of a simple convex term added to every training problem; 0: off.
     convex_term: int = 0
+    #: Families of one problem per sample (MNIST, CIFAR, neural art): problems per epoch, run
+    #: side by side, each truncation's meta-gradient their mean (a meta-batch of problems: less
+    #: noisy than one problem's). Vectorized families batch functions with meta_batch_size instead.
+    problems_per_epoch: int = 1
 
     def __post_init__(self):
         positive = ("num_epochs", "num_steps", "unroll_length", "meta_batch_size", "evaluation_period",
-                    "evaluation_epochs", "checkpoint_every", "log_period", "max_consecutive_skips")
+                    "evaluation_epochs", "checkpoint_every", "log_period", "max_consecutive_skips",
+                    "problems_per_epoch")
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -111,9 +117,7 @@ class MetaTrainConfig:
             raise UserError(f"num_steps ({self.num_steps}) must be a multiple of unroll_length ({self.unroll_length})")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise UserError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        if not 0 <= int(self.checkpoint_segment) <= self.unroll_length:
-            raise UserError(f"checkpoint_segment must be between 0 (off) and unroll_length ({self.unroll_length}), "
-                            f"got {self.checkpoint_segment}")
+        self.checkpoint_segment  # noqa: B018 - validates gradient_checkpointing
         if not self.clip_norm > 0:
             raise UserError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.meta_loss not in META_LOSSES:
@@ -159,6 +163,24 @@ class MetaTrainConfig:
         """w_1..w_T of the meta-loss (all ones by default, as in the paper)."""
         w = self.loss_weights or (1.0,) * self.unroll_length
         return np.asarray(w, np.float32)
+
+    @property
+    def checkpoint_segment(self) -> int:
+        """The recomputed segments' length in steps (0: no gradient checkpointing)."""
+        value = self.gradient_checkpointing
+        text = str(value).strip().lower()
+        if text in ("off", "0"):
+            return 0
+        if text == "sqrt":
+            return math.ceil(math.sqrt(self.unroll_length))
+        try:
+            segment = int(text)
+        except ValueError:
+            segment = -1
+        if not 1 <= segment <= self.unroll_length:
+            raise UserError(f"--gradient_checkpointing must be 'off', 'sqrt' or a segment length from 1 to "
+                            f"--unroll_length ({self.unroll_length}), got {text!r}")
+        return segment
 
     @property
     def schedule(self) -> Curriculum | None:
@@ -244,14 +266,14 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
     """
     weights = tf.convert_to_tensor(weights, tf.float32)
     phi = optimizer.meta_variables
-    num_steps = int(weights.shape[0])
+    unroll_length = int(weights.shape[0])  # this truncation's steps
     state = optimizer.pack_state(state, params)  # e.g. the LSTM's per-tensor states joined once
     with tf.GradientTape() as tape:
         if checkpoint_segment:
             params, state, data, losses = run_steps_recomputed(loss_fn, optimizer, params, state, data, batches,
-                                                               num_steps, checkpoint_segment, second_derivatives)
+                                                               unroll_length, checkpoint_segment, second_derivatives)
         else:
-            params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches, num_steps,
+            params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches, unroll_length,
                                                     second_derivatives)
         start = tf.stop_gradient(tf.maximum(losses[0], 1e-12))
         if meta_loss == "log_ratio":
@@ -331,6 +353,9 @@ class MetaTrainer:
         self._manager = None
         self._augmentation = Augmentation(config.param_scale_range, config.convex_term)
         self._teacher_specs = parse_teachers(config.imitation_teachers)
+        if config.problems_per_epoch > 1 and family.vectorized:
+            raise UserError("problems_per_epoch applies to families of one problem per sample; a vectorized family "
+                            "batches functions with meta_batch_size")
         if self._teacher_specs and self.num_replicas > 1:
             raise UserError("imitation epochs run on one replica; drop --imitation_teachers or the strategy")
         self._teachers = make_teachers({s.name: 1.0 for s in self._teacher_specs})
@@ -459,7 +484,7 @@ class MetaTrainer:
         a teacher tuned on the family's problems would not be tuned for rescaled ones)."""
         for teacher, lr in zip(self._teachers, self.teacher_rates(stage).values()):
             teacher.set_learning_rate(lr)
-        problem = self._train_problem(epoch)
+        problem = self._train_problem(epoch * self.config.problems_per_epoch)
         family = problem.family or self.family
         names = problem.param_names
         k = len(self._teachers)
@@ -489,11 +514,54 @@ class MetaTrainer:
                            "imitation")
 
     def _meta_epoch(self, epoch: int, num_steps: int) -> EpochRecord:
+        """One meta-training epoch: `problems_per_epoch` problems (per replica), optimized side by
+        side in truncations; each truncation's meta-gradient is averaged over them (and over
+        replicas) before one Adam step on phi."""
+        slots = [self._slot(epoch, j) for j in range(self.config.problems_per_epoch)]
+        T = self.config.unroll_length
+        meta_losses, finals, skipped = [], [], 0
+        active = list(range(len(slots)))
+        for k in range(num_steps // T):
+            grads_sum, losses_k, finals_k = None, [], []
+            for j in list(active):
+                slot = slots[j]
+                batches = self._per_replica(lambda r: slot["problems"][r].batches(k * T, T + 1))
+                out = slot["step"](slot["params"], slot["state"], slot["data"], batches)
+                slot["params"], slot["state"], slot["data"], final_loss, meta_loss, grads, norm = out
+                if not (math.isfinite(float(meta_loss)) and math.isfinite(float(norm))):
+                    # A NaN/Inf in the optimizee's loss or gradients, or in the meta-gradient: phi is
+                    # not touched by it, the step is counted, and the diverged trajectory is abandoned.
+                    skipped += 1
+                    self.consecutive_skips.assign_add(1)
+                    logging.warning("epoch %d, truncation %d: non-finite meta-loss %s or meta-gradient norm %s; "
+                                    "meta-step skipped (%d in a row)", epoch + 1, k + 1, float(meta_loss),
+                                    float(norm), int(self.consecutive_skips.numpy()))
+                    active.remove(j)
+                    continue
+                grads_sum = grads if grads_sum is None else [a + b for a, b in zip(grads_sum, grads)]
+                losses_k.append(float(meta_loss))
+                finals_k.append(float(final_loss))
+            if grads_sum is None:
+                break
+            self.consecutive_skips.assign(0)
+            n = len(losses_k)
+            self._apply(grads_sum if n == 1 else [g / n for g in grads_sum])
+            meta_losses.append(float(np.mean(losses_k)))
+            finals = finals_k
+        for slot in slots:
+            for problem in slot["problems"].values():
+                problem.release()
+        return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan,
+                           float(np.mean(finals)) if finals else math.nan, skipped, num_steps)
+
+    def _slot(self, epoch: int, j: int) -> dict:
+        """Problem j of the epoch on every replica, with its initial state and compiled truncation."""
         problems: dict[int, Any] = {}
+        index = epoch * self.config.problems_per_epoch + j
 
         def problem_of(replica: int):
             if replica not in problems:
-                problems[replica] = self._augmented(self._train_problem(epoch, replica), epoch, replica)
+                problems[replica] = self._augmented(self._train_problem(index, replica), index, replica)
             return problems[replica]
 
         def state_of(replica: int):
@@ -503,28 +571,8 @@ class MetaTrainer:
         params = self._per_replica(lambda r: problem_of(r).params)
         state = self._per_replica(state_of)
         data = self._per_replica(lambda r: problem_of(r).data)
-        T = self.config.unroll_length
-        meta_step = self._meta_step(next(iter(problems.values())).family or self.family)
-        meta_losses, final, skipped = [], math.nan, 0
-        for k in range(num_steps // T):
-            batches = self._per_replica(lambda r: problem_of(r).batches(k * T, T + 1))
-            params, state, data, final_loss, meta_loss, grads, norm = meta_step(params, state, data, batches)
-            if not (math.isfinite(float(meta_loss)) and math.isfinite(float(norm))):
-                # A NaN/Inf in the optimizee's loss or gradients, or in the meta-gradient: phi is
-                # not touched, the step is counted, and the diverged trajectory is abandoned.
-                skipped += 1
-                self.consecutive_skips.assign_add(1)
-                logging.warning("epoch %d, truncation %d: non-finite meta-loss %s or meta-gradient norm %s; "
-                                "meta-step skipped (%d in a row)", epoch + 1, k + 1, float(meta_loss), float(norm),
-                                int(self.consecutive_skips.numpy()))
-                break
-            self.consecutive_skips.assign(0)
-            self._apply(grads)
-            meta_losses.append(float(meta_loss))
-            final = float(final_loss)
-        for problem in problems.values():
-            problem.release()
-        return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan, final, skipped, num_steps)
+        step = self._meta_step(next(iter(problems.values())).family or self.family)
+        return {"problems": problems, "params": params, "state": state, "data": data, "step": step}
 
     def validate(self, num_steps: int | None = None) -> float:
         """Mean final loss of the current phi on the fixed validation problems, after `num_steps`

@@ -93,7 +93,8 @@ def read_config(path: str) -> dict[str, Any]:
 
 
 def optimizer_from_config(record: dict[str, Any], seed: int | None = None, **overrides) -> CoordinatewiseLSTM:
-    from l2l_tf.optimizers.coupled import config_from_dict, make_learned_optimizer
+    from l2l_tf.optimizers.registry import config_from_dict
+    from l2l_tf.optimizers.registry import make as make_learned_optimizer
     from l2l_tf.optimizers.grouped import GROUPED
 
     settings = dict(record["optimizer"])

@@ -6,7 +6,7 @@ import os
 import pytest
 from conftest import run_binary
 
-from l2l_tf.benchmarks.update_cost import lstm_matmul_flops_per_coordinate
+from benchmarks.harness.update_cost import lstm_matmul_flops_per_coordinate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "testdata", "mnist_subset.npz")

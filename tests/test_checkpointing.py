@@ -79,7 +79,7 @@ def _train(config, epochs=2):
 def test_trainer_with_checkpointing_or_xla_trains_the_same_phi():
     base = dict(num_steps=10, unroll_length=5, meta_batch_size=8)
     plain = _train(MetaTrainConfig(**base))
-    for changed in (MetaTrainConfig(**base, checkpoint_segment=2), MetaTrainConfig(**base, jit_compile=True)):
+    for changed in (MetaTrainConfig(**base, gradient_checkpointing=2), MetaTrainConfig(**base, jit_compile=True)):
         other = _train(changed)
         for a, b in zip(plain.phi, other.phi):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
@@ -88,5 +88,5 @@ def test_trainer_with_checkpointing_or_xla_trains_the_same_phi():
 
 @pytest.mark.parametrize("segment", [-1, 6])
 def test_checkpoint_segment_must_fit_the_unroll(segment):
-    with pytest.raises(UserError, match="checkpoint_segment"):
-        MetaTrainConfig(num_steps=10, unroll_length=5, checkpoint_segment=segment)
+    with pytest.raises(UserError, match="gradient_checkpointing"):
+        MetaTrainConfig(num_steps=10, unroll_length=5, gradient_checkpointing=segment)

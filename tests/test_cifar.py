@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from conftest import ROOT, run_binary
 from l2l_tf import evaluation, loading, saving
-from l2l_tf.data import load_dataset
+from l2l_tf.problems.datasets import load_dataset
 from l2l_tf.errors import UserError
 from l2l_tf.meta import MetaTrainConfig, MetaTrainer
 from l2l_tf.optimizers import Adam, LSTMOptimizerConfig

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from l2l_tf.data import ENV_VAR, load_dataset
+from l2l_tf.problems.datasets import ENV_VAR, load_dataset
 from l2l_tf.errors import UserError
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testdata", "mnist_subset.npz")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from l2l_tf import evaluation, plotting, report
+from l2l_tf import evaluation
+from l2l_tf.reporting import plotting, report
 from l2l_tf.optimizers import SGD, Adam, CoordinatewiseLSTM
 from l2l_tf.problems import QuadraticFamily
 

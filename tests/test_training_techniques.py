@@ -191,3 +191,49 @@ def test_training_settings_are_validated():
     with pytest.raises(UserError, match="num_steps_range"):
         MetaTrainConfig(num_steps_range=(30, 10))
     assert MetaTrainConfig(relative_meta_loss=True).meta_loss == "relative"
+
+
+def test_every_training_flag_is_the_config_field_of_the_same_name_and_default():
+    """MetaTrainConfig's fields are l2l_train's flags one to one: same names, same defaults."""
+    import copy
+    import dataclasses
+
+    from absl import flags
+
+    from l2l_tf.cli import train
+
+    values = flags.FlagValues()
+    for name in [f.name for f in dataclasses.fields(MetaTrainConfig)]:
+        assert name in flags.FLAGS, f"MetaTrainConfig.{name} has no --{name} flag"
+        flag = copy.deepcopy(flags.FLAGS[name])
+        flag.value = flag.default
+        values[name] = flag
+    values.mark_as_parsed()
+    assert train.meta_config_from_flags(values) == MetaTrainConfig()
+
+
+def test_several_problems_per_epoch_average_their_meta_gradients():
+    import os
+
+    from conftest import ROOT
+    from l2l_tf.problems.mnist import MNISTFamily
+
+    family = MNISTFamily(hidden_sizes=(4,), batch_size=16, data_dir=os.path.join(ROOT, "testdata", "mnist_subset.npz"))
+    cfg = MetaTrainConfig(num_epochs=1, num_steps=3, unroll_length=3, problems_per_epoch=2, evaluation_period=1,
+                          evaluation_epochs=1, seed=1)
+    opt = CoordinatewiseLSTM(seed=1)
+    trainer = MetaTrainer(family, opt, cfg)
+    applied = []
+    trainer._apply = lambda grads: applied.append([g.numpy() for g in grads])
+    record = trainer.run_epoch(0)
+    assert len(applied) == 1 and math.isfinite(record.meta_loss)
+    singles = []
+    for j in range(2):
+        problem = trainer._train_problem(j)
+        *_, grads = meta_gradient(family.loss_and_state, opt, problem.params, opt.init(problem.params), problem.data,
+                                  problem.batches(0, 4), cfg.weights)
+        singles.append([g.numpy() for g in grads])
+    for mean, a, b in zip(applied[0], *singles):
+        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-4, atol=1e-7)
+    with pytest.raises(UserError, match="problems_per_epoch"):
+        MetaTrainer(QuadraticFamily(), CoordinatewiseLSTM(seed=0), MetaTrainConfig(problems_per_epoch=2))

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_binary
-from l2l_tf import visualization
+from l2l_tf.reporting import visualization
 from l2l_tf.optimizers import SGD, Adam, CoordinatewiseLSTM
 from l2l_tf.problems import QuadraticFamily
 

@@ -24,9 +24,8 @@ from l2l_tf.kernels import fused_lstm
 from l2l_tf.optimizers.base import Optimizer, Params
 from l2l_tf.optimizers.preprocessing import PREPROCESSORS, STATEFUL, MomentFeatures, get_preprocessor
 
+#: The architecture name of this module's optimizer (every architecture: l2l_tf/optimizers/registry.py).
 ARCHITECTURE = "coordinatewise_lstm"
-#: Every architecture `LSTMOptimizerConfig` can describe (the coupled ones live in coupled.py).
-ARCHITECTURES = ("coordinatewise_lstm", "lstm_gac", "ntm_bfgs")
 MEMORY_KINDS = ("lbfgs", "full")
 OUTPUTS = ("linear", "tanh")
 
@@ -90,9 +89,11 @@ class LSTMOptimizerConfig:
             raise UserError(f"output_scale must be > 0, got {self.output_scale}")
         if not (self.max_update >= 0 and math.isfinite(self.max_update)):
             raise UserError(f"max_update must be >= 0 (0: no clipping), got {self.max_update}")
-        if self.architecture not in ARCHITECTURES:
-            raise UserError(f"unknown optimizer architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
-        coupled = self.architecture != ARCHITECTURE
+        from l2l_tf.optimizers import registry
+
+        if self.architecture not in registry.names():
+            raise UserError(f"unknown optimizer architecture {self.architecture!r}; expected one of {registry.names()}")
+        coupled = not registry.get(self.architecture).per_coordinate
         if coupled and not 0 < self.num_gac <= min(self.layers):
             raise UserError(f"{self.architecture} needs 0 < num_gac <= the smallest layer ({min(self.layers)}), "
                             f"got {self.num_gac}")

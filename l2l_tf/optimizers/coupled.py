@@ -21,7 +21,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from l2l_tf.errors import UserError
-from l2l_tf.optimizers.coordinatewise import ARCHITECTURE, CoordinatewiseLSTM, LSTMOptimizerConfig, _flatten, _split
+from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM, _flatten, _split
 from l2l_tf.optimizers.preprocessing import log_sign
 
 #: Largest per-function coordinate count for a dense ("full") NTM memory (64 MiB per function).
@@ -151,26 +151,8 @@ class NTMBFGS(LSTMGAC):
         return updates, {**state, "lstm": self._split_states(new_states, sizes), "read": read, "memory": memory}
 
 
-ARCHITECTURE_CLASSES = {"coordinatewise_lstm": CoordinatewiseLSTM, "lstm_gac": LSTMGAC, "ntm_bfgs": NTMBFGS}
-
-
 def make_learned_optimizer(config, seed: int | None = None) -> CoordinatewiseLSTM:
-    """Builds the learned optimizer that `config.architecture` names (a `GroupedConfig` too)."""
-    from l2l_tf.optimizers.grouped import GROUPED, GroupedLSTM
+    """Builds the learned optimizer that `config.architecture` names (see l2l_tf/optimizers/registry.py)."""
+    from l2l_tf.optimizers import registry
 
-    if config.architecture == GROUPED:
-        return GroupedLSTM(config, seed=seed)
-    return ARCHITECTURE_CLASSES[config.architecture](config, seed=seed)
-
-
-def config_from_dict(settings: dict):
-    """The config object of a saved optimizer.json "optimizer" entry, whatever its architecture."""
-    from l2l_tf.optimizers.grouped import GROUPED, GroupedConfig
-
-    architecture = settings.get("architecture", ARCHITECTURE)
-    if architecture == GROUPED:
-        return GroupedConfig.from_dict(settings)
-    if architecture not in ARCHITECTURE_CLASSES:
-        raise UserError(f"optimizer architecture {architecture!r} is not supported by this version "
-                        f"(known: {sorted([*ARCHITECTURE_CLASSES, GROUPED])})")
-    return LSTMOptimizerConfig.from_dict(settings)
+    return registry.make(config, seed)

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from l2l_tf.data import read_npz
+from l2l_tf.problems.datasets import read_npz
 from l2l_tf.errors import UserError
 from l2l_tf.problems.base import SPLITS
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from l2l_tf.data import ImageDataset, load_dataset
+from l2l_tf.problems.datasets import ImageDataset, load_dataset
 from l2l_tf.errors import UserError
 from l2l_tf.problems.keras_problem import KerasProblem, array_dataset_fn
 

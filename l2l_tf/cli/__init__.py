@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from l2l_tf.errors import UserError  # noqa: E402
+from l2l_tf.parsing import parse_float_list, parse_int_list  # noqa: E402,F401 - the binaries' helpers
 
 EXIT_USER_ERROR = 2
 
@@ -76,24 +77,6 @@ def run(main: Callable) -> None:
             fail(message)
 
     app.run(wrapped, flags_parser=_parse_flags)
-
-
-def parse_int_list(text: str, name: str) -> tuple[int, ...]:
-    """'20,20' -> (20, 20), with a clear error naming the flag."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UserError(f"--{name} must be comma-separated integers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise UserError(f"--{name} must list positive integers, got {text!r}")
-    return values
-
-
-def parse_float_list(text: str, name: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UserError(f"--{name} must be comma-separated numbers, got {text!r}") from None
 
 
 def validate_flags_nonempty(*names: str) -> None:

@@ -32,7 +32,7 @@ def measure(problem: str, implementation: str, data_dir: str | None, warmup: int
             profile_dir: str | None = None) -> dict:
     import keras
 
-    from l2l_tf.benchmarks.common import learned_optimizer, time_calls
+    from benchmarks.harness.common import learned_optimizer, time_calls
     from l2l_tf.meta import MetaTrainConfig, MetaTrainer
     from l2l_tf.problems.registry import make_family
 
@@ -53,7 +53,7 @@ def measure(problem: str, implementation: str, data_dir: str | None, warmup: int
                         "family": family.describe(), "optimizer": "2-layer LSTM, 20 units"},
               "traces": dict(trainer.traces), "lstm_kernel": lstm_kernel(implementation)}
     if profile_dir:
-        from l2l_tf.benchmarks.profile_ops import profile
+        from benchmarks.harness.profile_ops import profile
 
         result["profile"] = profile(run, os.path.join(profile_dir, f"meta_training_{problem}_{implementation}"))
     return result

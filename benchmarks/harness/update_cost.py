@@ -25,7 +25,7 @@ def lstm_matmul_flops_per_coordinate(layers=(20, 20), num_features: int = 2) -> 
 def matmul_gflops(shape_a, shape_b, warmup: int, repeats: int) -> float:
     import tensorflow as tf
 
-    from l2l_tf.benchmarks.common import time_calls
+    from benchmarks.harness.common import time_calls
 
     a = tf.random.normal(shape_a)
     b = tf.random.normal(shape_b)
@@ -39,7 +39,7 @@ def measure(size: int, implementation: str, warmup: int, repeats: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from l2l_tf.benchmarks.common import learned_optimizer, time_calls
+    from benchmarks.harness.common import learned_optimizer, time_calls
 
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {implementation!r}")

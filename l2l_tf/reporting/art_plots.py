@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from l2l_tf import files  # noqa: E402
-from l2l_tf.plotting import COMPARED_COLORS, STYLES  # noqa: E402
+from l2l_tf.reporting.plotting import COMPARED_COLORS, STYLES  # noqa: E402
 
 
 def _curve(entry: dict) -> np.ndarray:

@@ -15,7 +15,7 @@ import time
 def measure(problem: str, unroll: int, checkpointing: str, data_dir: str | None) -> dict:
     import keras
 
-    from l2l_tf.benchmarks.common import proc_status
+    from benchmarks.harness.common import proc_status
     from l2l_tf.meta import MetaTrainConfig, MetaTrainer
     from l2l_tf.optimizers import CoordinatewiseLSTM
     from l2l_tf.problems.registry import make_family
@@ -24,7 +24,7 @@ def measure(problem: str, unroll: int, checkpointing: str, data_dir: str | None)
     family = make_family(problem, **({"data_dir": data_dir} if problem != "quadratic" else {}))
     family.sample("train", 0, [0]).release()  # the dataset is loaded before the baseline
     segment = {"off": 0, "sqrt": math.ceil(math.sqrt(unroll))}[checkpointing]
-    config = MetaTrainConfig(num_steps=unroll, unroll_length=unroll, checkpoint_segment=segment)
+    config = MetaTrainConfig(num_steps=unroll, unroll_length=unroll, gradient_checkpointing=segment)
     before = proc_status("VmRSS")
     trainer = MetaTrainer(family, CoordinatewiseLSTM(seed=0), config)
     trainer.run_epoch(0)

@@ -1,0 +1,1 @@
+"""What a person reads: loss-curve figures, Markdown reports, update histories and image grids."""
