@@ -84,9 +84,11 @@ def check_output_file(path: str, flag: str) -> None:
 
 
 def write_text(path: str, text: str) -> str:
-    """Writes `text` to `path` atomically; an `OSError` always carries `path` as its filename."""
+    """Writes `text` to `path` atomically (creating its folder); an `OSError` always carries `path`
+    as its filename."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

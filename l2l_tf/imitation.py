@@ -61,13 +61,13 @@ def parse_teachers(items: Sequence[str]) -> tuple[TeacherSpec, ...]:
     return tuple(specs)
 
 
-def tune_teachers(family, specs: Sequence[TeacherSpec], num_steps: int, seed: int, num_problems: int = 4,
+def tune_teachers(family, specs: Sequence[TeacherSpec], num_steps: int, seed: int, num_problems: int = 8,
                   grid: Sequence[float] | None = None) -> dict[str, float]:
     """{teacher: learning rate}: given ones as they are, the others the best of a log grid by mean
     final loss over `num_steps` on problems of their own (validation split of another seed)."""
     from l2l_tf.evaluation import learning_rate_grid, sample_problems, tune_learning_rate
 
-    grid = list(grid or learning_rate_grid(1e-4, 10.0, 2))
+    grid = list(grid or learning_rate_grid(1e-4, 10.0, 4))
     rates = {}
     for spec in specs:
         if spec.learning_rate is not None:

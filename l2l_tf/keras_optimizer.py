@@ -32,10 +32,10 @@ recorded by `get_config`:
   of their scale), float16 about one more (1e-4) but in a smaller range (up to 65504).
 - `jit_compile=True` compiles the pure per-variable update (gradient and state tensors in,
   update and next state out; not the variable reads and writes) with XLA, which fuses the
-  LSTM's element-wise gate arithmetic. It pays off for large variables; the price is one
-  XLA compilation per distinct variable size, at the first step (about 1.5-2 s each,
-  measured on the 2-core dev machine). It is independent of
-  `model.compile(jit_compile=...)`, and the two can be combined.
+  LSTM's element-wise gate arithmetic, for devices where the fused CPU kernel does not run
+  (GPUs); the price is one XLA compilation per distinct variable size, at the first step. It
+  is independent of `model.compile(jit_compile=...)`, and the two can be combined. What it
+  costs and saves on a CPU is measured in RESULTS.md ("The Keras wrapper").
 """
 from __future__ import annotations
 
@@ -160,10 +160,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         is stored in. The narrow ones halve the optimizer's memory; the LSTM still computes
         in float32, but rounding the stored state makes the updates differ from the float32
         ones in about the third significant digit (bfloat16).
-      jit_compile: compile each variable's update math with XLA (default False). Faster for
-        large variables (a 1e6-coordinate update: about 400 ms plain, 240 ms with XLA,
-        measured on the 2-core dev machine), little difference for small ones; the first
-        step compiles once per distinct variable size.
+      jit_compile: compile each variable's update math with XLA (default False; for GPUs, where
+        the fused CPU kernel does not run; RESULTS.md measures it on a CPU); the first step
+        compiles once per distinct variable size.
       name, **kwargs: as for every Keras optimizer (weight_decay, clipnorm, global_clipnorm,
         use_ema, gradient_accumulation_steps, ...).
       lstm, phi, provenance: what `get_config` records; `from_config` passes them back.

@@ -66,11 +66,30 @@ def resolve(path_or_name: str) -> Source:
                     f"nor an optimizer export (no {export.SAVED_MODEL_FILE})")
 
 
-def load_with_info(path_or_name: str):
+#: Settings a caller may change on a loaded optimizer (they do not touch phi's shapes).
+OVERRIDES = ("max_update",)
+
+
+def _override(optimizer, overrides: dict[str, Any]):
+    """Applies `overrides` (e.g. max_update) to the optimizer and, for a grouped one, to every LSTM."""
+    unknown = set(overrides) - set(OVERRIDES)
+    if unknown:
+        raise UserError(f"cannot override {sorted(unknown)} of a trained optimizer (only {list(OVERRIDES)})")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if not changes:
+        return optimizer
+    for part in [optimizer, *getattr(optimizer, "optimizers", {}).values()]:
+        part.config = (part.config.replace_settings(**changes) if hasattr(part.config, "replace_settings")
+                       else dataclasses.replace(part.config, **changes))
+    return optimizer
+
+
+def load_with_info(path_or_name: str, **overrides):
     """Returns (CoordinatewiseLSTM with phi restored, info) for a path or bundled name.
 
     info: {"source": Source, "training": what is known about how it was trained (problem,
-    flags, best epoch, library version)}.
+    flags, best epoch, library version)}. `overrides` change settings that do not touch phi
+    (`OVERRIDES`, e.g. max_update=0.1 to clip the updates of an out-of-distribution run).
     """
     from l2l_tf import export, saving
 
@@ -82,14 +101,15 @@ def load_with_info(path_or_name: str):
     else:
         optimizer, metadata = export.load_exported_optimizer(source.path)
         training = dict(metadata.get("training") or {})
-    return optimizer, {"source": source, "training": training}
+    return _override(optimizer, overrides), {"source": source, "training": training}
 
 
-def load_optimizer(path_or_name: str):
+def load_optimizer(path_or_name: str, **overrides):
     """The trained optimizer at a path (trained directory or export) or of a bundled name.
 
-    Returns an `l2l_tf.optimizers.CoordinatewiseLSTM`: `init(params) -> state`,
-    `update(grads, state, params) -> (updates, state)`. Raises `UserError` with a one-line
-    message for anything that is not a usable trained optimizer.
+    Returns an `l2l_tf.optimizers.CoordinatewiseLSTM` (or its grouped/coupled relatives):
+    `init(params) -> state`, `update(grads, state, params) -> (updates, state)`. `overrides`:
+    see `load_with_info`. Raises `UserError` with a one-line message for anything that is not
+    a usable trained optimizer. The one loader every binary uses.
     """
-    return load_with_info(path_or_name)[0]
+    return load_with_info(path_or_name, **overrides)[0]

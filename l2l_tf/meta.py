@@ -72,8 +72,8 @@ class MetaTrainConfig:
     #: steps in the backward pass (same meta-gradient, memory ~ T/k + k steps instead of T;
     #: "sqrt": k = ceil(sqrt(unroll_length))). 0 is "off".
     gradient_checkpointing: str | int = "off"
-    #: Compile each truncation with XLA. Measured on the 2-core CPU dev machine it is 3-6x
-    #: SLOWER (bin/l2l_benchmark.py, RESULTS.md), so it is off; it is there for GPUs.
+    #: Compile each truncation with XLA: off, since on CPUs the fused kernel (which XLA cannot
+    #: hold) is faster (RESULTS.md, "Speed, memory and scale"); it is there for GPUs.
     jit_compile: bool = False
     #: The meta-loss of a truncation: "sum" (the paper: sum_t w_t f_t), "relative" (see
     #: `relative_meta_loss`) or "log_ratio" (sum_t w_t (log f_t - log f_0)): every step's
@@ -215,6 +215,8 @@ class EpochRecord:
     num_steps: int = 0
     #: "meta" (the meta-loss) or "imitation" (regression onto teachers; meta_loss is then that loss).
     kind: str = "meta"
+    #: Optimizee steps the epoch ran (trajectory length x problems per epoch, or x teachers).
+    optimizee_steps: int = 0
 
 
 @dataclasses.dataclass
@@ -511,7 +513,7 @@ class MetaTrainer:
             final = float(np.mean(finals.numpy()))
         problem.release()
         return EpochRecord(epoch, float(np.mean(losses)) if losses else math.nan, final, skipped, num_steps,
-                           "imitation")
+                           "imitation", num_steps * k)
 
     def _meta_epoch(self, epoch: int, num_steps: int) -> EpochRecord:
         """One meta-training epoch: `problems_per_epoch` problems (per replica), optimized side by
@@ -551,8 +553,10 @@ class MetaTrainer:
         for slot in slots:
             for problem in slot["problems"].values():
                 problem.release()
+        replicas = 1 if self.family.vectorized else self.num_replicas
         return EpochRecord(epoch, float(np.mean(meta_losses)) if meta_losses else math.nan,
-                           float(np.mean(finals)) if finals else math.nan, skipped, num_steps)
+                           float(np.mean(finals)) if finals else math.nan, skipped, num_steps, "meta",
+                           num_steps * len(slots) * replicas)
 
     def _slot(self, epoch: int, j: int) -> dict:
         """Problem j of the epoch on every replica, with its initial state and compiled truncation."""
@@ -746,9 +750,8 @@ class _Progress:
                 tf.summary.scalar("final_loss", record.final_loss)
 
     def log(self, done: int, result: TrainResult) -> None:
-        trainer, cfg = self.trainer, self.trainer.config
-        per_problem = 1 if trainer.family.vectorized else trainer.num_replicas
-        steps = sum(r.num_steps for r in self.window) * per_problem
+        cfg = self.trainer.config
+        steps = sum(r.optimizee_steps for r in self.window)
         elapsed = time.time() - self.window_start
         rate = steps / max(elapsed, 1e-9)
         remaining = (cfg.num_epochs - done) * (steps / max(len(self.window), 1))

@@ -4,6 +4,7 @@ import tensorflow as tf
 from conftest import trained_looking_lstm
 
 from l2l_tf.meta import meta_gradient
+from l2l_tf.optimizers.coordinatewise import JoinedState
 from l2l_tf.optimizers.reference import UnfusedLSTM
 from l2l_tf.problems import QuadraticFamily
 
@@ -53,7 +54,7 @@ def test_packed_state_gives_the_same_updates_and_unpacks_to_the_per_tensor_layou
     params = [tf.zeros(s) for s in shapes]
     per_tensor = fast.init(params)
     packed = fast.pack_state(per_tensor, params)
-    assert set(packed) == {"joined_lstm_state"} and packed["joined_lstm_state"][0].shape == (3 * 4 + 7 + 20, 20)
+    assert isinstance(packed, JoinedState) and packed.tensors[0].shape == (3 * 4 + 7 + 20, 20)
     assert fast.pack_state(packed, params) is packed  # packing twice is a no-op
     rng = np.random.default_rng(4)
     for _ in range(3):

@@ -113,3 +113,20 @@ def validate_output_files(*names: str) -> None:
 
     for name in names:
         flags.register_validator(name, _path_validator(output_file_problem))
+
+
+def is_optimizer_location(path: str) -> bool:
+    """What every binary's --path accepts: a directory (trained run or export) or a bundled name."""
+    from l2l_tf import pretrained
+
+    return os.path.isdir(path) or pretrained.is_bundled(path)
+
+
+def validate_optimizer_location(name: str = "path") -> None:
+    """Registers a validator: --name (when set) is a trained optimizer directory, an export or a bundled name."""
+    from l2l_tf import pretrained
+
+    flags.register_validator(
+        name, lambda p: p is None or is_optimizer_location(p),
+        message=f"--{name} must be a trained optimizer directory, an export directory or a bundled pretrained "
+                f"optimizer name (bundled: {', '.join(pretrained.available()) or 'none are installed'})")

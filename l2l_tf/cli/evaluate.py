@@ -7,7 +7,6 @@ Writes results.json, loss_curves.png and report.md to --output_dir.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import sys
@@ -15,7 +14,7 @@ import sys
 
 from absl import flags
 
-from l2l_tf import cli, pretrained
+from l2l_tf import cli
 from l2l_tf.cli import problem_flags
 from l2l_tf.errors import UserError
 from l2l_tf.optimizers import registry as architectures
@@ -53,17 +52,12 @@ cli.validate_flags_nonempty("output_dir")
 cli.validate_output_dirs("output_dir")
 
 
-def _is_optimizer_location(path: str) -> bool:
-    """What --path and --compare accept: a directory (trained run or export) or a bundled name."""
-    return os.path.isdir(path) or pretrained.is_bundled(path)
-
-
 def _parse_compare(items: list[str]) -> dict[str, str] | None:
     """{name: path} from NAME=PATH items, or None if any is malformed, repeated or missing."""
     pairs = {}
     for item in items:
         name, sep, path = item.partition("=")
-        if not sep or not name or name in pairs or not path or not _is_optimizer_location(path):
+        if not sep or not name or name in pairs or not path or not cli.is_optimizer_location(path):
             return None
         pairs[name] = path
     return pairs
@@ -73,10 +67,7 @@ flags.register_validator(
     "compare", lambda items: _parse_compare(items) is not None,
     message="--compare takes NAME=PATH pairs with distinct names, each PATH a trained optimizer directory, "
             "an export directory or a bundled name")
-flags.register_validator(
-    "path", lambda p: p is None or _is_optimizer_location(p),
-    message="--path must be a trained optimizer directory, an export directory or a bundled pretrained "
-            f"optimizer name (bundled: {', '.join(pretrained.available()) or 'none are installed'})")
+cli.validate_optimizer_location("path")
 flags.register_multi_flags_validator(
     ["lr_grid_min", "lr_grid_max"], lambda f: f["lr_grid_min"] <= f["lr_grid_max"],
     message="--lr_grid_min must not exceed --lr_grid_max")
@@ -96,13 +87,7 @@ def main(argv):
     learned = {}
 
     def load(path: str):
-        optimizer = loading.load_optimizer(path)
-        if FLAGS.max_update is not None:  # read when the update is traced, so this takes effect
-            for part in [optimizer, *getattr(optimizer, "optimizers", {}).values()]:  # a grouped one's LSTMs too
-                part.config = (part.config.replace_settings(max_update=FLAGS.max_update)
-                               if hasattr(part.config, "replace_settings")
-                               else dataclasses.replace(part.config, max_update=FLAGS.max_update))
-        return optimizer
+        return loading.load_optimizer(path, max_update=FLAGS.max_update)
 
     if FLAGS.optimizer in (LEARNED, "all") and source:
         optimizer = load(source.path)

@@ -27,7 +27,7 @@ import sys
 import numpy as np
 from absl import flags, logging
 
-from l2l_tf import cli, pretrained
+from l2l_tf import cli
 from l2l_tf.problems import neural_art_settings
 from l2l_tf.cli import problem_flags  # noqa: F401 - defines --data_dir and the neural_art flags
 from l2l_tf.errors import UserError
@@ -64,9 +64,7 @@ cli.validate_flags_nonempty("output_dir", "path")
 cli.validate_output_dirs("output_dir")
 
 SETTINGS = ("64", "128", "second_style_128")
-flags.register_validator("path", lambda p: os.path.isdir(p) or pretrained.is_bundled(p),
-                         message="--path must be a trained optimizer directory, an export directory or a bundled "
-                                 "pretrained optimizer name")
+cli.validate_optimizer_location("path")
 flags.register_validator("baselines", lambda v: v is None or (bool(v) and set(v) <= set(HAND_DESIGNED)),
                          message=f"--baselines must list some of {', '.join(HAND_DESIGNED)}")
 flags.register_validator("settings", lambda v: bool(v) and set(v) <= set(SETTINGS),

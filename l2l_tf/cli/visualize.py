@@ -21,7 +21,8 @@ from l2l_tf.problems import problem_names
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family of the test problem.")
-flags.DEFINE_string("path", None, "Trained optimizer directory.", required=True)
+flags.DEFINE_string("path", None, "Trained optimizer: a directory from l2l_train, an export or a bundled name.",
+                    required=True)
 flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
 flags.DEFINE_integer("num_steps", 100, "Steps of the trajectory.", lower_bound=1)
 flags.DEFINE_string("coordinates", "0,1,2,3", "Flattened coordinate indices to plot.")
@@ -31,7 +32,7 @@ flags.DEFINE_integer("problem_index", 0, "Which test function of the seed.", low
 flags.DEFINE_float("sgd_learning_rate", None, "SGD's rate (default: from --results, else 0.01).", lower_bound=0)
 flags.DEFINE_float("adam_learning_rate", None, "Adam's rate (default: from --results, else 0.1).", lower_bound=0)
 flags.DEFINE_string("results", None, "results.json of l2l_evaluate on this problem: take the tuned rates.")
-flags.register_validator("path", lambda p: p is None or os.path.isdir(p), message="--path must be a directory")
+cli.validate_optimizer_location("path")
 flags.register_validator("results", lambda p: p is None or os.path.isfile(p), message="--results must be a file")
 cli.validate_output_dirs("output_dir")
 
@@ -51,7 +52,7 @@ def _rate(name: str, flag_value, fallback: float) -> float:
 
 def main(argv):
     del argv
-    from l2l_tf import saving
+    from l2l_tf import loading
     from l2l_tf.reporting import visualization
     from l2l_tf.optimizers import SGD, Adam
 
@@ -60,7 +61,7 @@ def main(argv):
     if not coordinates or any(c < 0 for c in coordinates) or any(s < 0 or s >= FLAGS.num_steps for s in steps):
         raise UserError("--coordinates must be >= 0 and --response_steps within [0, num_steps)")
     family = problem_flags.family_from_flags(FLAGS.problem)
-    optimizer = saving.load_learned(FLAGS.path)
+    optimizer = loading.load_optimizer(FLAGS.path)
     baselines = {"sgd": SGD(_rate("sgd", FLAGS.sgd_learning_rate, 0.01)),
                  "adam": Adam(_rate("adam", FLAGS.adam_learning_rate, 0.1))}
     problem = family.sample("test", FLAGS.seed, [FLAGS.problem_index])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import keras
 import numpy as np
@@ -163,14 +163,17 @@ def _split(vector: tf.Tensor, sizes: list) -> list[tf.Tensor]:
 #: (and could not load the float32 weights). Inputs of other float dtypes are cast to it.
 COMPUTE_DTYPE = "float32"
 
-#: The key of `CoordinatewiseLSTM.pack_state`'s layout: {PACKED: [every state tensor, all coordinates joined]}.
-PACKED = "joined_lstm_state"
+class JoinedState(NamedTuple):
+    """`CoordinatewiseLSTM.pack_state`'s layout: every state tensor (in `state_layout()` order)
+    with the coordinates of all parameter tensors joined, for many updates in one compiled loop."""
+
+    tensors: tuple
 #: The name of the moment features' state tensor (preprocess "adam").
 MOMENTS = "moments"
 
 
 def _is_packed(state) -> bool:
-    return isinstance(state, dict) and PACKED in state
+    return isinstance(state, JoinedState)
 
 
 def lstm_cell_step(cell, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, bias: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -288,12 +291,12 @@ class CoordinatewiseLSTM(Optimizer):
         """Every state tensor joined over all coordinates: no join/split at every update."""
         if not self._packs(params) or _is_packed(state):
             return state
-        return {PACKED: self._join_states(state, _sizes(params))}
+        return JoinedState(tuple(self._join_states(state, _sizes(params))))
 
     def unpack_state(self, state, params):
         if not _is_packed(state):
             return state
-        return self._split_states(state[PACKED], _sizes(params))
+        return self._split_states(list(state.tensors), _sizes(params))
 
     # -- the network ---------------------------------------------------------------------------
 
@@ -357,9 +360,9 @@ class CoordinatewiseLSTM(Optimizer):
         del params  # The update depends on the gradient history only.
         g, sizes = _flatten(grads)
         packed = _is_packed(state)
-        joined = list(state[PACKED]) if packed else self._join_states(state, sizes)
+        joined = list(state.tensors) if packed else self._join_states(state, sizes)
         step, new_state = self.step(g, joined)
         updates = [tf.reshape(u, tf.shape(p)) for u, p in zip(_split(step, sizes), grads)]
         if packed:
-            return updates, {PACKED: new_state}
+            return updates, JoinedState(tuple(new_state))
         return updates, self._split_states(new_state, sizes)

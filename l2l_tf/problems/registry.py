@@ -198,3 +198,25 @@ def _neural_art_settings(values: Mapping[str, Any]) -> dict:
 
 
 register("neural_art", _neural_art, ["data_dir", *_neural_art_flags()], settings=_neural_art_settings)
+
+
+def _general(**kwargs) -> ProblemFamily:
+    from l2l_tf.problems.general import general_mixture  # imported lazily: it loads MNIST and CIFAR-10
+    return general_mixture(**kwargs)
+
+
+def _general_members(names) -> str | None:
+    from l2l_tf.problems.general import MEMBERS
+
+    known = [m[0] for m in MEMBERS]
+    return None if names and set(names) <= set(known) else f"must list members of {known}"
+
+
+register("general", _general, [
+    "data_dir", "batch_size", "mix_log10_loss_scale",
+    FlagSpec("general_members", "list", ["all"], "general: the training mix's members (default all: MLPs and "
+             "small conv nets on MNIST and CIFAR-10, l2l_tf/problems/general.py).",
+             check=lambda v: None if v == ["all"] else _general_members(v))],
+    settings=lambda v: {"batch_size": v["batch_size"], "log10_scale_range": v["mix_log10_loss_scale"],
+                        "data_dir": v["data_dir"], "members": None if v["general_members"] == ["all"]
+                        else tuple(v["general_members"])})

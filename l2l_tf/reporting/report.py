@@ -57,3 +57,32 @@ def write_report(results: dict, output_dir: str, plot_file: str, command: str) -
         f"for every optimizer.\n\n"
         f"![mean loss per step]({os.path.basename(plot_file)})\n")
     return files.write_text(path, text)
+
+
+def format_keras_fit(results: dict) -> str:
+    """report.md of reproduce/keras_fit.py: a learned optimizer in model.fit against Adam."""
+    import numpy as np
+
+    def mean(runs, key="loss_after_epoch"):
+        values = [r[key] for r in runs]
+        return None if any(v is None for v in values) else float(np.mean(values))
+
+    rows = ["| model | learned (default arguments) | Adam 1e-3 | Adam tuned (lr) | learned / tuned Adam | any NaN |",
+            "|---|---|---|---|---|---|"]
+    for name, e in results["models"].items():
+        learned, fixed, tuned = mean(e["learned"]), mean(e["adam_1e-3"]), mean(e["adam_tuned"])
+        ratio = "—" if learned is None or not tuned else f"{learned / tuned:.2f}"
+        nan = any(r["nan"] for key in ("learned", "adam_1e-3", "adam_tuned") for r in e[key])
+        rows.append(f"| {name} | {_fmt(learned)} | {_fmt(fixed)} | {_fmt(tuned)} ({e['adam_tuned_learning_rate']:g}) | "
+                    f"{ratio} | {'yes' if nan else 'no'} |")
+    keras_rows = ["| model | learned | Adam 1e-3 | Adam tuned |", "|---|---|---|---|"]
+    for name, e in results["models"].items():
+        keras_rows.append(f"| {name} | {_fmt(mean(e['learned'], 'keras_epoch_mean_loss'))} | "
+                          f"{_fmt(mean(e['adam_1e-3'], 'keras_epoch_mean_loss'))} | "
+                          f"{_fmt(mean(e['adam_tuned'], 'keras_epoch_mean_loss'))} |")
+    return (f"# `LearnedOptimizer({results['optimizer']!r})` in model.fit, one epoch\n\n"
+            f"Command: `{results['command']}`\n\n"
+            f"Training loss after one epoch (the training set, at most 20,000 examples, evaluated after the epoch), "
+            f"mean over seeds {results['seeds']}; Adam's rate tuned on seed {results['tuning_seed']} over "
+            f"{results['adam_grid']}:\n\n" + "\n".join(rows) + "\n\nKeras' own running mean of the epoch's "
+            "minibatch losses (`history.history['loss']`):\n\n" + "\n".join(keras_rows) + "\n")
