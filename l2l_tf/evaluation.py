@@ -234,3 +234,22 @@ def write_results(results: dict, output_dir: str) -> str:
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "results.json")
     return files.write_json(path, results, allow_nan=False)
+
+
+def zero_gradient_drift(optimizer: Optimizer, num_steps: int = 100, size: int = 1000) -> float:
+    """How far `num_steps` updates of all-zero gradients move a parameter from a fresh state: the
+    largest |theta_T - theta_0| over `size` coordinates. Users expect a frozen or converged
+    parameter to stay put; a learned rule may drift on its own (a bias in its read-out), and
+    every bundled optimizer's model card states this number."""
+    params = [tf.ones([size])]
+    zeros = [tf.zeros([size])]
+
+    @tf.function
+    def run(state):
+        total = tf.zeros([size])
+        for _ in tf.range(num_steps):
+            (update,), state = optimizer.update(zeros, state, params)
+            total += update
+        return total
+
+    return float(tf.reduce_max(tf.abs(run(optimizer.init(params)))))

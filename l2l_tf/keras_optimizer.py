@@ -146,14 +146,19 @@ class _StepFunction:
         return self._step(gradient, state, learning_rate)
 
 
+#: What `LearnedOptimizer()` loads without a source: the bundled optimizer for ordinary Keras models.
+DEFAULT_SOURCE = "general"
+
+
 @keras.saving.register_keras_serializable(package="l2l_tf", name="LearnedOptimizer")
 class LearnedOptimizer(keras.optimizers.Optimizer):
     """A trained L2L optimizer for `model.compile` / `model.fit`.
 
     Args:
       source: a trained optimizer directory, an export directory, the name of a bundled
-        pretrained optimizer, or a `CoordinatewiseLSTM` object. Its phi is copied: later
-        changes to the source do not change this optimizer.
+        pretrained optimizer, or a `CoordinatewiseLSTM` object; default: the bundled
+        "general" optimizer, trained for ordinary Keras models (its model card says where it
+        holds up). Its phi is copied: later changes to the source do not change this optimizer.
       learning_rate: multiplier of the proposed update (float or schedule; default 1.0,
         i.e. the learned rule as trained).
       state_dtype: "float32" (default), "bfloat16" or "float16": the dtype the LSTM state
@@ -180,7 +185,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
     A process that loads a saved model must have imported this class first (e.g.
     `from l2l_tf import LearnedOptimizer`), which registers it with Keras as
-    "l2l_tf>LearnedOptimizer".
+    "l2l_tf>LearnedOptimizer" and as "LearnedOptimizer": then `keras.optimizers.get("LearnedOptimizer")`
+    gives the default (general) optimizer, and `keras.optimizers.get({"class_name":
+    "LearnedOptimizer", "config": {"source": "mnist"}})` a bundled one by name.
+
+    Dtypes. The LSTM's weights and arithmetic are float32 whatever `keras.config.floatx()` or
+    the dtype policy says (phi was trained in float32); a model variable of any float dtype
+    (float16, bfloat16, float64, or float32 under mixed precision) gets its gradient cast to
+    float32 and its update cast back to its own dtype.
     """
 
     def __init__(self, source=None, learning_rate=1.0, name: str | None = None, *,
@@ -200,9 +212,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         elif isinstance(source, (CoordinatewiseLSTM, GroupedLSTM)):
             lstm, phi = source.config.to_dict(), [v.numpy() for v in source.meta_variables]
             recorded, provenance = None, {"source": f"{type(source).__name__} object"}
-        elif source is None:
-            raise UserError("LearnedOptimizer needs a trained optimizer: a directory, an export or a bundled name")
         else:
+            if source is None:
+                source = DEFAULT_SOURCE
             from l2l_tf import loading
 
             loaded, info = loading.load_with_info(source)
@@ -283,3 +295,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             "provenance": self._provenance,
         })
         return config
+
+
+# `keras.optimizers.get("LearnedOptimizer")` looks the plain name up among the global custom objects.
+keras.saving.get_custom_objects().setdefault("LearnedOptimizer", LearnedOptimizer)

@@ -12,7 +12,7 @@ from l2l_tf.optimizers.reference import UnfusedLSTM
 
 #: RNNprop-like: Adam-normalized inputs at two timescales, an ELU input layer, a bounded output.
 MODERN = dict(preprocess="adam", momentum_betas=(0.5, 0.95), rms_beta=0.9, input_layer=8, output="tanh",
-              output_scale=0.05)
+              output_scale=0.05, magnitude_feature=True)
 
 
 def _perturbed(config: LSTMOptimizerConfig, seed: int) -> CoordinatewiseLSTM:
@@ -44,6 +44,13 @@ def test_moment_features_are_bias_corrected_adam_ratios():
     np.testing.assert_allclose(scaled.numpy(), first.numpy(), rtol=1e-5)
     zero, _ = features(tf.zeros([6]), features.init(6))
     assert np.all(zero.numpy() == 0.0)
+    # The magnitude feature: the scale the ratios hide, log-linear, 0 for a zero gradient.
+    with_magnitude = MomentFeatures(betas, rms, magnitude_p=5.0)
+    g = np.array([0.0, 1e-4, 1e-2, 1.0, 10.0, -3.0], np.float32)
+    out, _ = with_magnitude(tf.constant(g), with_magnitude.init(6))
+    expected = np.maximum(0.0, 1.0 + np.log(np.maximum(np.abs(g), np.exp(-5.0))) / 5.0)
+    np.testing.assert_allclose(out.numpy()[:, -1], expected, rtol=1e-5, atol=1e-6)
+    assert out.shape == (6, 4)
 
 
 def test_the_state_holds_the_moments_and_every_implementation_agrees():
@@ -109,6 +116,8 @@ def test_feature_settings_are_validated():
         LSTMOptimizerConfig(zero_update_at_zero_gradient=True)  # log/sign features of 0 are (-1, 0)
     with pytest.raises(UserError, match="unknown output"):
         LSTMOptimizerConfig(output="softsign")
+    with pytest.raises(UserError, match="magnitude_feature applies"):
+        LSTMOptimizerConfig(magnitude_feature=True)
     with pytest.raises(UserError, match="paper's features only"):
         LSTMOptimizerConfig(architecture="lstm_gac", num_gac=2, preprocess="adam")
     config = LSTMOptimizerConfig(**MODERN, zero_update_at_zero_gradient=True)

@@ -124,6 +124,17 @@ def test_installed_package_ships_and_finds_bundled_optimizers(tiny_trained, tmp_
     results = json.load(open(out / "results.json"))
     assert results["learned_optimizer_bundled_name"] == "tiny"
     assert results["learned_optimizer_path"] == str(installed / "l2l_tf" / "pretrained" / "tiny")
+    # The programs are commands too; the benchmark harness belongs to a source checkout.
+    for command in ("l2l-train", "l2l-evaluate", "l2l-export", "l2l-neural-art", "l2l-visualize", "l2l-benchmark"):
+        assert os.access(installed / "bin" / command, os.X_OK), command
+    export = subprocess.run([sys.executable, str(installed / "bin" / "l2l-export"), "--path=tiny",
+                             f"--export_dir={tmp_path / 'export'}"], capture_output=True, text=True, timeout=300,
+                            env=env, cwd=str(tmp_path))
+    assert export.returncode == 0 and (tmp_path / "export" / "saved_model.pb").exists(), export.stderr[-3000:]
+    bench = subprocess.run([sys.executable, str(installed / "bin" / "l2l-benchmark")], capture_output=True, text=True,
+                           timeout=300, env=env, cwd=str(tmp_path))
+    assert bench.returncode == 2 and bench.stderr.strip().splitlines()[-1].startswith(
+        "l2l-benchmark: error: the benchmark harness is part of a source checkout"), bench.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", ["mnist", "mnist_untruncated"])

@@ -82,6 +82,9 @@ flags.DEFINE_float("rms_beta", 0.95, "--preprocess=adam: timescale of the second
                    upper_bound=1 - 1e-9)
 flags.DEFINE_integer("input_layer", 0, "Units of a dense ELU layer between the features and the LSTM (0: none).",
                      lower_bound=0)
+flags.DEFINE_bool("magnitude_feature", False, "--preprocess=adam: also feed the gradient's scale, "
+                  "max(0, 1 + log(sqrt(v)) / --preprocess_p), so the LSTM can make steps proportional to the gradient "
+                  "(NAG's) and not only Adam-like ones.")
 flags.DEFINE_enum("output", "linear", ["linear", "tanh"], "The LSTM's read-out: linear (the paper) or "
                   "output_scale * tanh (no coordinate ever moves by more than --output_scale).")
 flags.DEFINE_bool("zero_update_at_zero_gradient", False, "No bias where it would move a coordinate whose gradients "
@@ -158,7 +161,7 @@ def _pair(text: str, name: str) -> tuple[int, int] | None:
 #: Flags that set the architecture; with --init_from it is the loaded optimizer's.
 ARCHITECTURE_FLAGS = ("lstm_layers", "preprocess", "preprocess_p", "output_scale", "max_update",
                       "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups", "momentum_betas",
-                      "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient")
+                      "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient", "magnitude_feature")
 
 
 def initial_optimizer(opt_config):
@@ -239,6 +242,7 @@ def main(argv):
                                                                          "momentum_betas"),
                                      rms_beta=FLAGS.rms_beta, input_layer=FLAGS.input_layer, output=FLAGS.output,
                                      zero_update_at_zero_gradient=FLAGS.zero_update_at_zero_gradient,
+                                     magnitude_feature=FLAGS.magnitude_feature,
                                      **architecture_settings())
     if FLAGS.param_groups:
         from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups

@@ -56,6 +56,9 @@ class LSTMOptimizerConfig:
       output: "linear" (the paper: output_scale times a linear read-out) or "tanh"
         (output_scale * tanh(read-out): no coordinate ever moves by more than output_scale, so an
         out-of-distribution gradient cannot produce an explosive step).
+      magnitude_feature: preprocess="adam": also feed the gradient's scale, max(0, 1 +
+        log(sqrt(v_hat)) / preprocess_p) (see `MomentFeatures`): without it the network can
+        only represent Adam-like rules, not steps proportional to the gradient (NAG's).
       zero_update_at_zero_gradient: the network has no bias where a bias would move a
         coordinate whose gradients were all zero (the input layer, the LSTM's cell-candidate
         gate, the read-out), so with features that vanish with the gradient ("adam") such a
@@ -76,6 +79,7 @@ class LSTMOptimizerConfig:
     input_layer: int = 0
     output: str = "linear"
     zero_update_at_zero_gradient: bool = False
+    magnitude_feature: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(u) for u in self.layers))
@@ -114,6 +118,9 @@ class LSTMOptimizerConfig:
             raise UserError(f"unknown output {self.output!r}; expected one of {OUTPUTS}")
         if not isinstance(self.zero_update_at_zero_gradient, (bool, np.bool_)):
             raise UserError(f"zero_update_at_zero_gradient must be true or false, got {self.zero_update_at_zero_gradient!r}")
+        if self.magnitude_feature and self.preprocess not in STATEFUL:
+            raise UserError("magnitude_feature applies to preprocess 'adam' (the paper's log/sign features carry the "
+                            "magnitude already)")
         if self.zero_update_at_zero_gradient and self.preprocess not in STATEFUL:
             raise UserError(f"zero_update_at_zero_gradient needs features that vanish with the gradient "
                             f"(preprocess 'adam'); {self.preprocess!r} features of a zero gradient are not zero")
@@ -211,7 +218,8 @@ class CoordinatewiseLSTM(Optimizer):
         super().__init__(name=name)
         self.config = cfg = config or LSTMOptimizerConfig()
         if cfg.preprocess in STATEFUL:
-            self._moments = MomentFeatures(cfg.momentum_betas, cfg.rms_beta)
+            self._moments = MomentFeatures(cfg.momentum_betas, cfg.rms_beta,
+                                           magnitude_p=cfg.preprocess_p if cfg.magnitude_feature else 0.0)
             self._preprocess, num_features = None, self._moments.num_features
         else:
             self._moments = None

@@ -76,18 +76,28 @@ class MomentFeatures:
     Features (K + 1 of them): g / (sqrt(v_hat) + epsilon), then m_hat_k / (sqrt(v_hat) + epsilon).
     RNNprop used K = 1 with beta = 0.95 for both; several timescales (e.g. 0.5, 0.9, 0.99, 0.999)
     let the network build momentum over short and long horizons, as Wichrowska et al. do.
+
+    These ratios say nothing about how large the gradient is, so a network fed only them can
+    represent Adam-like rules (a step of about the same size for every coordinate) but not
+    momentum SGD's steps proportional to the gradient, which win on some problems (NAG beats
+    Adam on the paper's MNIST MLP). `magnitude_p` > 0 adds one feature that carries the scale,
+    max(0, 1 + log(sqrt(v_hat)) / p): 0 for gradients below e^-p (and exactly 0 for a zero
+    gradient, like the others), 1 at sqrt(v_hat) = 1, log-linear in between (the paper's
+    log-magnitude, shifted and clamped so that it vanishes with the gradient).
     """
 
-    def __init__(self, momentum_betas: tuple[float, ...] = (0.95,), rms_beta: float = 0.95, epsilon: float = 1e-8):
+    def __init__(self, momentum_betas: tuple[float, ...] = (0.95,), rms_beta: float = 0.95, epsilon: float = 1e-8,
+                 magnitude_p: float = 0.0):
         self.momentum_betas, self.rms_beta, self.epsilon = tuple(momentum_betas), float(rms_beta), float(epsilon)
-        self.num_features = len(self.momentum_betas) + 1
-        self.width = 2 * self.num_features
+        self.magnitude_p = float(magnitude_p)
+        self.num_features = len(self.momentum_betas) + 1 + (1 if self.magnitude_p > 0 else 0)
+        self.width = 2 * (len(self.momentum_betas) + 1)
 
     def init(self, n) -> tf.Tensor:
         return tf.zeros(tf.stack([n, self.width]) if isinstance(n, tf.Tensor) else [n, self.width])
 
     def __call__(self, grads: tf.Tensor, moments: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(features [N, K + 1], next moments [N, 2 (K + 1)]) for a [N] gradient."""
+        """(features [N, K + 1 (+1)], next moments [N, 2 (K + 1)]) for a [N] gradient."""
         g = tf.reshape(grads, [-1, 1])
         k = len(self.momentum_betas)
         betas = tf.constant([*self.momentum_betas, self.rms_beta] * 2, tf.float32)
@@ -95,6 +105,10 @@ class MomentFeatures:
         targets = tf.concat([tf.tile(g, [1, k]), tf.square(g), tf.tile(ones, [1, k + 1])], axis=1)
         moments = betas * moments + (1.0 - betas) * targets
         averages = moments[:, : k + 1] / moments[:, k + 1:]  # bias-corrected: normalizers > 0 after one step
-        scale = tf.sqrt(averages[:, k:]) + self.epsilon
-        features = tf.concat([g, averages[:, :k]], axis=1) / scale
+        rms = tf.sqrt(averages[:, k:])
+        features = tf.concat([g, averages[:, :k]], axis=1) / (rms + self.epsilon)
+        if self.magnitude_p > 0:
+            tiny = math.exp(-self.magnitude_p)
+            magnitude = tf.maximum(0.0, 1.0 + tf.math.log(tf.maximum(rms, tiny)) / self.magnitude_p)
+            features = tf.concat([features, magnitude], axis=1)
         return features, moments

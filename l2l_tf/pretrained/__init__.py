@@ -28,7 +28,7 @@ CONFIG_FILE = "optimizer.json"  # the same name as l2l_tf.saving.CONFIG_FILE (no
 MODEL_CARD = "MODEL_CARD.md"
 #: Headings every MODEL_CARD.md must have (checked by tests/test_pretrained.py; template in README.md here).
 MODEL_CARD_SECTIONS = ("Training problem", "Flags", "Commit", "Wall time",
-                       "Where it beats the tuned baselines", "Where it fails")
+                       "Where it beats the tuned baselines", "Where it fails", "Zero gradients")
 
 
 def _is_plain_name(name: str) -> bool:
