@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import ROOT
 from l2l_tf import evaluation
 from l2l_tf.meta import MetaTrainConfig, MetaTrainer
 from l2l_tf.optimizers import SGD, CoordinatewiseLSTM
@@ -129,3 +130,21 @@ def test_mixture_draws_members_reproducibly_and_scales_only_training_losses():
     scales = [float(mix.sample("train", 0, [i]).data[1]) for i in range(12)]
     assert min(scales) >= 0.1 and max(scales) <= 10 and len(set(scales)) > 1
     assert all(float(mix.sample("test", 0, [i]).data[1]) == 1.0 for i in range(5))
+
+
+def test_a_problems_batches_depend_on_its_seed_alone():
+    """Not on TensorFlow's global seed: l2l_train sets one, l2l_evaluate does not, and both must see
+    the same batches for the same problem (else a trainer's validation cannot be reproduced)."""
+    import tensorflow as tf
+
+    from l2l_tf.problems.mnist import MNISTFamily
+
+    family = MNISTFamily(batch_size=16, data_dir=os.path.join(ROOT, "testdata", "mnist_subset.npz"))
+    first = family.sample("validation", 0, [3]).batches(0, 70)  # 70 batches: more than one pass over 1,000 images
+    tf.random.set_seed(1234)
+    again = family.sample("validation", 0, [3]).batches(0, 70)
+    np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
+    other = family.sample("validation", 0, [4]).batches(0, 70)
+    assert not np.array_equal(first[1].numpy(), other[1].numpy())
+    labels = first[1].numpy().reshape(-1)[:992]  # the first 62 batches: one pass, each image once
+    assert len(labels) == 992

@@ -114,7 +114,12 @@ def array_dataset_fn(x: np.ndarray, y: np.ndarray, batch_size: int,
     """A seeded, shuffled, repeated, prefetched minibatch pipeline over in-memory arrays.
 
     The arrays become constants once; each problem's pipeline shuffles indices only, so a
-    new problem costs nothing like a copy of the data.
+    new problem costs nothing like a copy of the data. Every pass over the data is a
+    *stateless* permutation of (seed, pass): the batches are a function of the seed alone. A
+    seeded `Dataset.shuffle` would also depend on TensorFlow's global seed, so that a process
+    that called `keras.utils.set_random_seed` (l2l_train) saw other batches for the same
+    problem than one that did not (l2l_evaluate), and a trainer's validation numbers could not
+    be reproduced by an evaluation.
     """
     if len(x) < batch_size:
         raise UserError(f"dataset has {len(x)} examples, fewer than the batch size {batch_size}")
@@ -126,8 +131,13 @@ def array_dataset_fn(x: np.ndarray, y: np.ndarray, batch_size: int,
         return (transform(xb) if transform else xb), tf.gather(y_all, idx)
 
     def make(seed: int) -> tf.data.Dataset:
-        return (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
-                .batch(batch_size, drop_remainder=True).map(gather).prefetch(2))
+        def one_pass(index):
+            order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                             seed=tf.stack([tf.constant(seed, tf.int64), index]))
+            return tf.data.Dataset.from_tensor_slices(order)
+
+        return (tf.data.Dataset.counter().flat_map(one_pass).batch(batch_size, drop_remainder=True)
+                .map(gather).prefetch(2))
 
     return make
 
