@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from l2l_tf.errors import UserError
 from l2l_tf.optimizers.base import Optimizer
-from l2l_tf.optimizers.hand_designed import HAND_DESIGNED, make_hand_designed
+from l2l_tf.optimizers.hand_designed import TEACHERS, make_hand_designed
 from l2l_tf.unroll import _batch_at, _losses_state_grads
 
 MODES = ("mean", "max")
@@ -44,8 +44,8 @@ def parse_teachers(items: Sequence[str]) -> tuple[TeacherSpec, ...]:
     for item in items:
         name, _, rate = str(item).strip().partition(":")
         name = name.strip().lower()
-        if name not in HAND_DESIGNED:
-            raise UserError(f"unknown imitation teacher {name!r}; expected one of {sorted(HAND_DESIGNED)} "
+        if name not in TEACHERS:
+            raise UserError(f"unknown imitation teacher {name!r}; expected one of {sorted(TEACHERS)} "
                             "(optionally NAME:LEARNING_RATE)")
         lr = None
         if rate.strip():
@@ -74,6 +74,8 @@ def tune_teachers(family, specs: Sequence[TeacherSpec], num_steps: int, seed: in
             rates[spec.name] = spec.learning_rate
             continue
         teacher = make_hand_designed(spec.name)
+        if hasattr(teacher, "set_horizon"):
+            teacher.set_horizon(num_steps)
         problems = lambda: sample_problems(family, "validation", seed + 7919, num_problems)  # noqa: E731
         rates[spec.name], _ = tune_learning_rate(family, teacher, grid, problems, num_steps)
     return rates

@@ -486,6 +486,8 @@ class MetaTrainer:
         a teacher tuned on the family's problems would not be tuned for rescaled ones)."""
         for teacher, lr in zip(self._teachers, self.teacher_rates(stage).values()):
             teacher.set_learning_rate(lr)
+            if hasattr(teacher, "set_horizon"):  # a scheduled teacher spans the stage's trajectories
+                teacher.set_horizon(num_steps)
         problem = self._train_problem(epoch * self.config.problems_per_epoch)
         family = problem.family or self.family
         names = problem.param_names

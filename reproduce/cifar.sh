@@ -13,9 +13,9 @@ OUT=${2:-runs/cifar}
 PY=${PYTHON:-python}
 TRAIN=(--data_dir="$DATA" --evaluation_period=50 --evaluation_epochs=5
        --param_groups='conv=^conv;fc=.*' --preprocess_p=5 --output_scale=0.01 --seed=0)
-$PY bin/l2l_train.py --problem=cifar10 "${TRAIN[@]}" --num_epochs=500 --save_path="$OUT/lstm"
+$PY bin/l2l_train.py --recipe=paper --problem=cifar10 "${TRAIN[@]}" --num_epochs=500 --save_path="$OUT/lstm"
 # RESULTS.md's LSTM-sub run was stopped after epoch 200's validation (the session's time budget).
-$PY bin/l2l_train.py --problem=cifar10 --labels=heldout "${TRAIN[@]}" --num_epochs=200 --save_path="$OUT/lstm_sub"
+$PY bin/l2l_train.py --recipe=paper --problem=cifar10 --labels=heldout "${TRAIN[@]}" --num_epochs=200 --save_path="$OUT/lstm_sub"
 # 10 fresh test problems per dataset (seed 0: the same ones in every run); baselines tuned on 2
 # validation problems over 1e-3..1, three rates per decade, separately for 100 and 200 steps.
 EVAL=(--data_dir="$DATA" --num_problems=10 --lr_grid_min=1e-3 --lr_grid_max=1 --lr_grid_per_decade=3)

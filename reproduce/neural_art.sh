@@ -11,7 +11,7 @@ DATA=${1:?give the folder holding art/, cifar10.npz and vgg19_conv_block1-3.npz}
 OUT=${2:-runs/neural_art}
 PY=${PYTHON:-python}
 # Output x0.01: tuned Adam moves pixels by ~0.01 per step here; the paper's x0.1 starts by wrecking the image.
-$PY bin/l2l_train.py --problem=neural_art --data_dir="$DATA" --image_size=64 --num_epochs=1000 --num_steps=100 \
+$PY bin/l2l_train.py --recipe=paper --problem=neural_art --data_dir="$DATA" --image_size=64 --num_epochs=1000 --num_steps=100 \
     --unroll_length=20 --output_scale=0.01 --evaluation_period=50 --evaluation_epochs=5 --checkpoint_every=50 \
     --save_path="$OUT/train"
 # The three evaluations: 64/, 128/ and second_style_128/ (the_scream.jpg) under eval/, plus eval/loss_curves.png.

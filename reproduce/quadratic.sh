@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/quadratic}
 PY=${PYTHON:-python}
-$PY bin/l2l_train.py --save_path="$OUT"
+$PY bin/l2l_train.py --recipe=paper --save_path="$OUT"
 for seed in 0 1 7; do
   $PY bin/l2l_evaluate.py --path="$OUT" --optimizer=all --num_steps=100 --num_problems=100 --seed=$seed \
       --output_dir="$OUT/eval_seed$seed"

@@ -68,3 +68,22 @@ def test_torch7_defaults_and_learning_rate_variable():
     assert run_ours(opt)[1] == pytest.approx(PARAMS[1] - 0.25 * sum(g[1] for g in GRADS), rel=1e-5)
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_hand_designed("lbfgs")
+
+
+def test_cosine_nag_decays_its_rate_from_lr_to_a_tenth_over_the_horizon():
+    import math
+
+    from l2l_tf.optimizers.hand_designed import CosineNAG
+
+    opt = CosineNAG(0.5, momentum=0.0, horizon=10)  # without momentum the update is -lr_t * g
+    params = [tf.zeros([2])]
+    state = opt.init(params)
+    rates = []
+    for _ in range(12):
+        (u,), state = opt.update([tf.ones([2])], state, params)
+        rates.append(-float(u[0]))
+    expected = [0.5 * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t / 10, 1.0)))) for t in range(12)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    assert rates[0] == pytest.approx(0.5) and rates[-1] == pytest.approx(0.05)
+    opt.set_horizon(20)  # a variable: the compiled loop's schedule follows it
+    assert float(opt.horizon.numpy()) == 20.0

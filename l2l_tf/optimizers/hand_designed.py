@@ -15,6 +15,7 @@ compiled trajectory loop instead of retracing it for every grid point.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -137,13 +138,51 @@ class Adam(_HandDesigned):
         return updates, AdamState(step, m, v)
 
 
+class CosineNAGState(NamedTuple):
+    step: tf.Tensor
+    velocity: list
+
+
+class CosineNAG(NAG):
+    """NAG whose learning rate follows a cosine from lr down to 0.1 lr over `horizon` steps.
+
+    Not one of the paper's baselines (those keep a constant, tuned rate): a teacher for
+    imitation (l2l_tf/imitation.py) that shows the LSTM a schedule, and a stronger reference
+    than constant-rate NAG where RESULTS.md reports it. The horizon is a variable, so changing
+    it (a curriculum stage's trajectory length) does not retrace compiled loops.
+    """
+
+    label = "nag_cosine"
+
+    def __init__(self, learning_rate: float | None = None, momentum: float = 0.9, horizon: int = 100,
+                 name: str | None = None):
+        super().__init__(learning_rate, momentum, name)
+        self.horizon = tf.Variable(float(horizon), trainable=False, dtype=tf.float32, name="horizon")
+
+    def set_horizon(self, steps: int) -> None:
+        self.horizon.assign(float(steps))
+
+    def init(self, params: Params, num_functions: int = 1, names=None) -> CosineNAGState:
+        return CosineNAGState(tf.constant(0.0), self._zeros(params))
+
+    def update(self, grads, state, params):
+        progress = tf.minimum(state.step / self.horizon, 1.0)
+        lr = self.learning_rate * (0.1 + 0.45 * (1.0 + tf.cos(math.pi * progress)))
+        mu = self.momentum
+        velocity = [mu * v - lr * g for v, g in zip(state.velocity, grads)]
+        updates = [mu * v - lr * g for v, g in zip(velocity, grads)]
+        return updates, CosineNAGState(state.step + 1.0, velocity)
+
+
 HAND_DESIGNED = {cls.label: cls for cls in (SGD, NAG, RMSprop, Adam)}
+#: Rules imitation may use as teachers: the baselines and the scheduled NAG.
+TEACHERS = {**HAND_DESIGNED, CosineNAG.label: CosineNAG}
 
 
 def make_hand_designed(name: str, learning_rate: float | None = None) -> _HandDesigned:
-    """Builds a baseline by its label ("sgd", "nag", "rmsprop", "adam")."""
+    """Builds a baseline by its label ("sgd", "nag", "rmsprop", "adam"; "nag_cosine" too)."""
     try:
-        cls = HAND_DESIGNED[name]
+        cls = TEACHERS[name]
     except KeyError:
         from l2l_tf.errors import UserError
         raise UserError(f"unknown optimizer {name!r}; expected one of {sorted(HAND_DESIGNED)}") from None
