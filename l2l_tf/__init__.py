@@ -8,22 +8,11 @@
 before it loads. Accessing `l2l_tf.LearnedOptimizer` also registers it with Keras, which
 `keras.models.load_model` needs for models compiled with it.
 """
+from l2l_tf.lazy import lazy_attributes
 from l2l_tf.version import __version__
 
 __all__ = ["__version__", "LearnedOptimizer", "load_optimizer"]
 
-_LAZY = {"LearnedOptimizer": "l2l_tf.keras_optimizer", "load_optimizer": "l2l_tf.loading"}
+_LAZY = {"LearnedOptimizer": "keras_optimizer", "load_optimizer": "loading"}
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'l2l_tf' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

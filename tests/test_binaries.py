@@ -160,7 +160,7 @@ CASES = [
     ("corrupt data file", ["l2l_evaluate", "--problem=mnist", "--data_dir={a_file}", "{out}"], "not a readable .npz"),
     ("heldout labels on cifar5", ["l2l_evaluate", "--problem=cifar5", "--labels=heldout", "--data_dir={cifar_fixture}",
                                   "{out}"], "heldout"),
-    ("labels on quadratic", ["l2l_evaluate", "--labels=heldout", "{out}"], "--labels applies to the CIFAR problems"),
+    ("labels on quadratic", ["l2l_evaluate", "--labels=heldout", "{out}"], "--labels does not apply to --problem=quadratic"),
     ("data dir without cifar", ["l2l_evaluate", "--problem=cifar10", "--data_dir={not_trained}", "{out}"],
      "cifar-10-batches-py"),
     ("bad param groups", ["l2l_train", "--param_groups=conv", "--save_path={tmp}/s4"], "must look like NAME=REGEX"),

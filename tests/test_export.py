@@ -110,7 +110,7 @@ def test_saved_model_cli_shows_and_runs_the_step_signature(tiny_trained, tiny_ex
     optimizer = loading.load_optimizer(tiny_trained)
     ref, ref_state = optimizer.update([tf.constant(g)], optimizer.init([tf.zeros([5])]), None)
     np.testing.assert_allclose(np.load(out_dir / "update.npy"), ref[0].numpy(), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(np.load(out_dir / "lstm_1_c.npy"), ref_state[0][1][1].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.load(out_dir / "lstm_1_c.npy"), ref_state[0][3].numpy(), rtol=0, atol=1e-6)  # lstm_0_h, lstm_0_c, lstm_1_h, lstm_1_c
 
 
 def test_metadata_records_what_a_loader_needs(tiny_trained, tiny_export):

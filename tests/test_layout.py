@@ -39,3 +39,18 @@ def test_every_module_of_the_library_is_in_the_layout():
         for name in names:
             if name.endswith((".py", ".cc")) and name != "__init__.py" or rel == "l2l_tf/cli/" and name == "__init__.py":
                 assert rel + name in listed, f"{rel + name} is missing from README's Library layout"
+
+
+def test_the_programs_define_and_check_their_flags_without_loading_tensorflow():
+    """A bad command line is refused before TensorFlow loads: the programs' modules, the problem
+    and architecture registries and the packages' namespaces import without it."""
+    import subprocess
+    import sys
+
+    for program in ("train", "evaluate", "export", "visualize", "neural_art"):
+        code = ("import sys\n"
+                "import l2l_tf, l2l_tf.optimizers, l2l_tf.problems\n"
+                f"import l2l_tf.cli.{program}\n"
+                "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow loaded'\n")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, (program, proc.stderr[-2000:])

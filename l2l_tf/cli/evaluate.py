@@ -18,13 +18,12 @@ from l2l_tf import cli
 from l2l_tf.cli import problem_flags
 from l2l_tf.errors import UserError
 from l2l_tf.optimizers import registry as architectures
-from l2l_tf.optimizers.hand_designed import HAND_DESIGNED
 from l2l_tf.problems import problem_names
 
 LEARNED = "L2L"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family of the test problems.")
-flags.DEFINE_enum("optimizer", "all", [LEARNED, *HAND_DESIGNED, "all"],
+flags.DEFINE_enum("optimizer", "all", [LEARNED, *architectures.BASELINES, "all"],
                   "Optimizer to evaluate; 'all' = the learned one (if --path) and every baseline.")
 flags.DEFINE_string("path", None, "Trained optimizer: a directory from l2l_train --save_path, an export from "
                     "l2l_export, or the name of a bundled pretrained optimizer.")
@@ -100,7 +99,7 @@ def main(argv):
     compared = {f"{LEARNED}-{name}": loading.resolve(path) for name, path in _parse_compare(FLAGS.compare).items()}
     for name, compared_source in compared.items():
         learned[name] = load(compared_source.path)
-    names = list(HAND_DESIGNED) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
+    names = list(architectures.BASELINES) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
     reused = {}
     if FLAGS.baselines_from:
         reused = evaluation.reusable_baselines(FLAGS.baselines_from, family, FLAGS.num_steps, FLAGS.num_problems,

@@ -31,7 +31,7 @@ from l2l_tf import cli
 from l2l_tf.problems import neural_art_settings
 from l2l_tf.cli import problem_flags  # noqa: F401 - defines --data_dir and the neural_art flags
 from l2l_tf.errors import UserError
-from l2l_tf.optimizers.hand_designed import HAND_DESIGNED
+from l2l_tf.optimizers import registry as architectures
 
 LEARNED = "L2L"
 FLAGS = flags.FLAGS
@@ -41,7 +41,7 @@ flags.DEFINE_string("path", None, "Trained optimizer: a directory from l2l_train
 flags.DEFINE_string("output_dir", None, "Where results, images and plots go.", required=True)
 flags.DEFINE_integer("num_steps", 100, "Optimization steps per image.", lower_bound=1)
 flags.DEFINE_list("baselines", None, "Hand-designed baselines, tuned (default: all of "
-                  f"{','.join(HAND_DESIGNED)} for evaluate, adam for stylize).")
+                  f"{','.join(architectures.BASELINES)} for evaluate, adam for stylize).")
 flags.DEFINE_float("lr_grid_min", 1e-3, "Smallest learning rate tried for baselines.", lower_bound=1e-12)
 flags.DEFINE_float("lr_grid_max", 100.0, "Largest learning rate tried for baselines (SGD needs ~10 here).",
                    lower_bound=1e-12)
@@ -65,8 +65,8 @@ cli.validate_output_dirs("output_dir")
 
 SETTINGS = ("64", "128", "second_style_128")
 cli.validate_optimizer_location("path")
-flags.register_validator("baselines", lambda v: v is None or (bool(v) and set(v) <= set(HAND_DESIGNED)),
-                         message=f"--baselines must list some of {', '.join(HAND_DESIGNED)}")
+flags.register_validator("baselines", lambda v: v is None or (bool(v) and set(v) <= set(architectures.BASELINES)),
+                         message=f"--baselines must list some of {', '.join(architectures.BASELINES)}")
 flags.register_validator("settings", lambda v: bool(v) and set(v) <= set(SETTINGS),
                          message=f"--settings must list some of {', '.join(SETTINGS)}")
 flags.register_multi_flags_validator(["lr_grid_min", "lr_grid_max"], lambda f: f["lr_grid_min"] <= f["lr_grid_max"],
@@ -128,7 +128,7 @@ def evaluate_mode(optimizer, source) -> None:
     sizes = {"64": (style, FLAGS.image_size), "128": (style, FLAGS.test_image_size),
              "second_style_128": (second, FLAGS.test_image_size)}
     titles = {}
-    baselines, grid, kwargs = _baselines(list(HAND_DESIGNED)), _grid(), _family_kwargs()
+    baselines, grid, kwargs = _baselines(list(architectures.BASELINES)), _grid(), _family_kwargs()
     all_results = {}
     for key in [s for s in SETTINGS if s in FLAGS.settings]:
         style_image, size = sizes[key]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from absl import flags
 
 from l2l_tf.errors import UserError
-from l2l_tf.problems.base import ProblemFamily
+
+if TYPE_CHECKING:
+    from l2l_tf.problems.base import ProblemFamily
 
 FLAGS = flags.FLAGS
 

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from l2l_tf.optimizers import registry
 from l2l_tf.optimizers.base import Optimizer, Params
 
 
@@ -175,6 +176,7 @@ class CosineNAG(NAG):
 
 
 HAND_DESIGNED = {cls.label: cls for cls in (SGD, NAG, RMSprop, Adam)}
+assert tuple(HAND_DESIGNED) == registry.BASELINES, "registry.BASELINES must name exactly these"
 #: Rules imitation may use as teachers: the baselines and the scheduled NAG.
 TEACHERS = {**HAND_DESIGNED, CosineNAG.label: CosineNAG}
 

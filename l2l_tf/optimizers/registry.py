@@ -48,6 +48,11 @@ register_architecture(Architecture("lstm_gac", "lstm_gac", "l2l_tf.optimizers.co
 register_architecture(Architecture("ntm_bfgs", "ntm_bfgs", "l2l_tf.optimizers.coupled:NTMBFGS", False,
                                    "LSTM+GAC controller with an outer-product memory (Appendix D)"))
 
+#: The hand-designed baselines' labels, in the evaluator's order (the classes are in
+#: hand_designed.py, which checks it implements exactly these): the binaries' flags take them
+#: without loading TensorFlow.
+BASELINES = ("sgd", "nag", "rmsprop", "adam")
+
 #: The architecture of plain `LSTMOptimizerConfig()`.
 DEFAULT = "coordinatewise_lstm"
 

@@ -11,12 +11,12 @@ imports a module before the flags are defined, e.g. one that calls `register`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from l2l_tf.errors import UserError
 from l2l_tf.parsing import parse_int_list
-from l2l_tf.problems.base import ProblemFamily
-from l2l_tf.problems.quadratic import QuadraticFamily
+if TYPE_CHECKING:  # the registry stays free of TensorFlow: flags are parsed before it loads
+    from l2l_tf.problems.base import ProblemFamily
 
 FLAG_KINDS = ("string", "integer", "float", "enum", "list", "bool")
 
@@ -137,7 +137,12 @@ def _mnist(**kwargs) -> ProblemFamily:
     return MNISTFamily(**kwargs)
 
 
-register("quadratic", QuadraticFamily)
+def _quadratic(**kwargs) -> ProblemFamily:
+    from l2l_tf.problems.quadratic import QuadraticFamily
+    return QuadraticFamily(**kwargs)
+
+
+register("quadratic", _quadratic)
 register("mnist", _mnist, [
     "data_dir", "batch_size",
     FlagSpec("hidden_sizes", "string", "20", "MNIST MLP: comma-separated hidden layer widths.", check=_positive_ints),
