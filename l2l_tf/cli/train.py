@@ -28,7 +28,7 @@ from l2l_tf.problems import problem_names
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family to meta-train on.")
 flags.DEFINE_enum("recipe", "default", list(recipes.RECIPES), "default: the best recipe measured for --problem "
-                  "(l2l_tf/recipes.py, RESULTS.md); paper: Andrychowicz et al. 2016 exactly (the flags' own "
+                  "(l2l_tf/cli/recipes.py, RESULTS.md); paper: Andrychowicz et al. 2016 exactly (the flags' own "
                   "defaults). Flags given on the command line override the recipe.")
 flags.DEFINE_string("save_path", None, "Directory for the trained optimizer, checkpoints and logs.", required=True)
 flags.DEFINE_integer("num_epochs", 2000, "Training problems (epochs) to meta-train on.", lower_bound=1)
@@ -221,6 +221,24 @@ def meta_config_from_flags(values):
     return MetaTrainConfig(**{name: parsed[name] if name in parsed else values[name].value for name in fields})
 
 
+def optimizer_config_from_flags(values):
+    """The learned optimizer's config (an `LSTMOptimizerConfig`, or a `GroupedConfig` of one) the
+    architecture flags describe."""
+    from l2l_tf.optimizers import LSTMOptimizerConfig
+
+    config = LSTMOptimizerConfig(layers=cli.parse_int_list(values.lstm_layers, "lstm_layers"),
+                                 preprocess=values.preprocess, preprocess_p=values.preprocess_p,
+                                 output_scale=values.output_scale, max_update=values.max_update,
+                                 momentum_betas=cli.parse_float_list(",".join(values.momentum_betas), "momentum_betas"),
+                                 rms_beta=values.rms_beta, input_layer=values.input_layer, output=values.output,
+                                 zero_update_at_zero_gradient=values.zero_update_at_zero_gradient,
+                                 magnitude_feature=values.magnitude_feature, **architecture_settings())
+    if values.param_groups:
+        from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups
+        config = GroupedConfig(parse_groups(values.param_groups), config)
+    return config
+
+
 def main(argv):
     del argv
     applied = recipes.apply(FLAGS, FLAGS.recipe, FLAGS.problem)
@@ -232,21 +250,9 @@ def main(argv):
     import tensorflow as tf
 
     from l2l_tf.meta import MetaTrainer, TrainingInterrupted
-    from l2l_tf.optimizers import LSTMOptimizerConfig
 
     config = meta_config_from_flags(FLAGS)
-    opt_config = LSTMOptimizerConfig(layers=cli.parse_int_list(FLAGS.lstm_layers, "lstm_layers"),
-                                     preprocess=FLAGS.preprocess, preprocess_p=FLAGS.preprocess_p,
-                                     output_scale=FLAGS.output_scale, max_update=FLAGS.max_update,
-                                     momentum_betas=cli.parse_float_list(",".join(FLAGS.momentum_betas),
-                                                                         "momentum_betas"),
-                                     rms_beta=FLAGS.rms_beta, input_layer=FLAGS.input_layer, output=FLAGS.output,
-                                     zero_update_at_zero_gradient=FLAGS.zero_update_at_zero_gradient,
-                                     magnitude_feature=FLAGS.magnitude_feature,
-                                     **architecture_settings())
-    if FLAGS.param_groups:
-        from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups
-        opt_config = GroupedConfig(parse_groups(FLAGS.param_groups), opt_config)
+    opt_config = optimizer_config_from_flags(FLAGS)
     save_path = FLAGS.save_path
     has_run = os.path.isdir(os.path.join(save_path, "checkpoints")) and os.listdir(os.path.join(save_path, "checkpoints"))
     if has_run and not FLAGS.resume:
