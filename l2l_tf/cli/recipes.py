@@ -40,7 +40,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # random parameter scales on top of the general mixture's random loss scales.
     "general": {**FEATURES, "curriculum": "100,200", "curriculum_patience": 3, "imitation_teachers": ["adam"],
                 "imitation_ratio": ["0.5", "0.2"], "meta_loss": "log_ratio", "learning_rate": 5e-4,
-                "problems_per_epoch": 2, "param_scale_range": 1.0, "num_epochs": 300, "evaluation_period": 25,
+                "problems_per_epoch": 2, "param_scale_range": 1.0, "num_epochs": 600, "evaluation_period": 25,
                 "evaluation_epochs": 12, "checkpoint_every": 25},
 }
 

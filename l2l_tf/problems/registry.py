@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from l2l_tf.errors import UserError
 from l2l_tf.parsing import parse_int_list
+
 if TYPE_CHECKING:  # the registry stays free of TensorFlow: flags are parsed before it loads
     from l2l_tf.problems.base import ProblemFamily
 
