@@ -25,7 +25,11 @@ out = {}
 for mode in ("floatx=float16", "floatx=bfloat16", "floatx=float64", "policy=mixed_float16", "policy=mixed_bfloat16"):
     keras.config.set_floatx("float32"); keras.config.set_dtype_policy("float32")
     kind, value = mode.split("=")
-    keras.config.set_floatx(value) if kind == "floatx" else keras.config.set_dtype_policy(value)
+    # A fresh process that only set floatx would build layers in it; once a policy was set
+    # (the reset above), the policy wins, so floatx mode sets the matching policy too.
+    if kind == "floatx":
+        keras.config.set_floatx(value)
+    keras.config.set_dtype_policy(value)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
     model.compile(optimizer=LearnedOptimizer(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -50,7 +54,9 @@ def test_model_fit_under_every_float_dtype_and_mixed_precision_policy(tmp_path):
 
 
 def test_the_optimizer_weights_stay_float32_whatever_floatx_says():
-    before = keras.config.floatx()
+    # Keras caches the global dtype policy from floatx the first time it is read, so both are
+    # restored (a float16 policy left behind would build every later test's layers in float16).
+    before, before_policy = keras.config.floatx(), keras.config.dtype_policy()
     try:
         keras.config.set_floatx("float16")
         optimizer = load_optimizer("general")  # the weights load (no "corrupt" misdiagnosis)
@@ -58,6 +64,7 @@ def test_the_optimizer_weights_stay_float32_whatever_floatx_says():
         assert LearnedOptimizer("general").learned_optimizer.meta_variables[0].dtype == "float32"
     finally:
         keras.config.set_floatx(before)
+        keras.config.set_dtype_policy(before_policy)
 
 
 def test_keras_finds_the_learned_optimizer_by_name():
@@ -73,7 +80,7 @@ def test_keras_finds_the_learned_optimizer_by_name():
 
 def _stated_bound(name: str) -> float:
     card = open(os.path.join(pretrained.bundled_path(name), "MODEL_CARD.md"), encoding="utf-8").read()
-    match = re.search(r"Zero-gradient drift: .*?at most ([0-9.eE+-]+)", card)
+    match = re.search(r"Zero-gradient drift:.*?at\s+most\s+([0-9.eE+-]+)", card, re.DOTALL)
     assert match, f"{name}'s model card states no zero-gradient bound"
     return float(match.group(1))
 

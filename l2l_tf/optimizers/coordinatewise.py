@@ -252,9 +252,18 @@ class CoordinatewiseLSTM(Optimizer):
 
     @property
     def meta_variables(self) -> list:
-        """phi: the LSTM and output weights (Keras variables), then the input layer's, in a fixed order."""
+        """phi: the LSTM and output weights (Keras variables), then the input layer's, in a fixed order.
+
+        The LSTM's weights are read from its cells, not from `StackedRNNCells.trainable_weights`:
+        that property follows Keras' automatic tracking of sub-layers, which `Model.compile`
+        switches off, so an optimizer built inside `compile(optimizer="LearnedOptimizer")` would
+        otherwise list no LSTM weights (and fail to load its checkpoint).
+        """
         extra = list(self._input.trainable_weights) if self._input is not None else []
-        return list(self._cell.trainable_weights) + list(self._output.trainable_weights) + extra
+        return self._lstm_weights() + list(self._output.trainable_weights) + extra
+
+    def _lstm_weights(self) -> list:
+        return [w for cell in self._cell.cells for w in cell.trainable_weights]
 
     # -- state -------------------------------------------------------------------------------
 
@@ -317,7 +326,7 @@ class CoordinatewiseLSTM(Optimizer):
             return False
         tensors = [features] + list(joined)
         return all(t.dtype == tf.float32 for t in tensors) and all(
-            w.dtype == "float32" for w in self._cell.trainable_weights)
+            w.dtype == "float32" for w in self._lstm_weights())
 
     def _features(self, g: tf.Tensor, moments: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor | None]:
         """The network's input features of a [N] gradient (and the next moments, if kept)."""
