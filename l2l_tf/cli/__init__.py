@@ -58,9 +58,9 @@ def run(main: Callable) -> None:
             fail(f"unexpected positional arguments {argv[1:]}; all settings are --flags")
         logging.set_verbosity(logging.INFO)
         try:
-            from l2l_tf.kernels import fused_lstm  # after TF_CPP_MIN_LOG_LEVEL is set
+            from l2l_tf import kernels  # TensorFlow loads only if the kernel must be built now
 
-            fused_lstm.check_environment()
+            kernels.check_environment()
             return main(argv)
         except UserError as e:
             fail(str(e))

@@ -183,21 +183,23 @@ def initial_optimizer(opt_config):
 
 
 def make_strategy():
-    """The --strategy, built before TensorFlow initializes its devices (None: the default)."""
-    import tensorflow as tf
+    """The --strategy, built before TensorFlow initializes its devices (None: the default).
 
+    Its flags are checked before TensorFlow loads, so a bad combination is refused at once."""
     if FLAGS.cpu_replicas and FLAGS.strategy != "mirrored":
         raise UserError("--cpu_replicas applies to --strategy=mirrored")
+    if FLAGS.strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
+        raise UserError("--strategy=multi_worker needs $TF_CONFIG describing the cluster and this worker's task")
     if FLAGS.strategy == "default":
         return None
+    import tensorflow as tf
+
     if FLAGS.strategy == "mirrored":
         if FLAGS.cpu_replicas:
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_replicas)
             return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(FLAGS.cpu_replicas)])
         return tf.distribute.MirroredStrategy()
-    if not os.environ.get("TF_CONFIG"):
-        raise UserError("--strategy=multi_worker needs $TF_CONFIG describing the cluster and this worker's task")
     try:
         config = json.loads(os.environ["TF_CONFIG"])
         config["cluster"], config["task"]["type"], config["task"]["index"]  # noqa: B018 - presence check
@@ -245,6 +247,11 @@ def main(argv):
     if applied:
         logging.info("recipe %r for %s: %s", FLAGS.recipe, FLAGS.problem,
                      " ".join(f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in applied.items()))
+    save_path = FLAGS.save_path
+    has_run = os.path.isdir(os.path.join(save_path, "checkpoints")) and os.listdir(os.path.join(save_path, "checkpoints"))
+    if has_run and not FLAGS.resume:
+        raise UserError(f"{save_path} already holds a training run; pass --resume to continue it "
+                        "or choose another --save_path")
     strategy = make_strategy()
     import keras
     import tensorflow as tf
@@ -253,11 +260,6 @@ def main(argv):
 
     config = meta_config_from_flags(FLAGS)
     opt_config = optimizer_config_from_flags(FLAGS)
-    save_path = FLAGS.save_path
-    has_run = os.path.isdir(os.path.join(save_path, "checkpoints")) and os.listdir(os.path.join(save_path, "checkpoints"))
-    if has_run and not FLAGS.resume:
-        raise UserError(f"{save_path} already holds a training run; pass --resume to continue it "
-                        "or choose another --save_path")
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(FLAGS.seed)

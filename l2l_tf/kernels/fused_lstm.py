@@ -40,12 +40,10 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.eager import record  # whether a tape watches a tensor (no public API)
 
-from l2l_tf.errors import UserError
+from l2l_tf.kernels import CHOICES, ENV_CHOICE, KernelUnavailable, check_environment, choice  # noqa: F401 - API
 
 SOURCE = Path(__file__).with_name("lstm_kernel.cc")
-ENV_CHOICE = "L2L_TF_LSTM_KERNEL"
 ENV_CACHE = "L2L_TF_KERNEL_CACHE"
-CHOICES = ("auto", "fused", "keras")
 _OPT_FLAGS = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-w"]
 #: Target flags, tried in order until one builds. -march=native: the library is built on the
 #: machine that runs it (the CPU is in the cache key). The second drops the extensions that
@@ -93,18 +91,6 @@ def _in_xla_context() -> bool:
     except ImportError:  # pragma: no cover - a TensorFlow without it: rely on disabled()
         return False
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-
-
-class KernelUnavailable(UserError):
-    """The fused kernel could not be built or loaded, or $L2L_TF_LSTM_KERNEL is invalid (the message says why)."""
-
-
-def choice() -> str:
-    """The kernel choice from $L2L_TF_LSTM_KERNEL: auto (default), fused or keras."""
-    value = os.environ.get(ENV_CHOICE, "auto").strip().lower() or "auto"
-    if value not in CHOICES:
-        raise KernelUnavailable(f"${ENV_CHOICE} must be one of {CHOICES}, got {value!r}")
-    return value
 
 
 def _cpu_signature() -> str:
@@ -220,16 +206,6 @@ def _load():
         return tf.load_op_library(str(path))
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, OSError) as e:
         raise KernelUnavailable(f"loading {path} failed: {e}") from None
-
-
-def check_environment() -> None:
-    """Validates $L2L_TF_LSTM_KERNEL now (and with "fused", builds the kernel now).
-
-    For binaries, before any work: raised later, while a tf.function traces, the error would
-    reach the user wrapped in TensorFlow's tracing traceback.
-    """
-    if choice() == "fused":
-        available()
 
 
 @functools.lru_cache(maxsize=None)

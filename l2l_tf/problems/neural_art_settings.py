@@ -16,7 +16,7 @@ from l2l_tf.problems.registry import FlagSpec
 
 
 def _vgg_layers(names) -> str | None:
-    from l2l_tf.problems.vgg import CONV_LAYERS
+    from l2l_tf.problems.vgg_layers import CONV_LAYERS
 
     if names and all(n in CONV_LAYERS for n in names):
         return None

@@ -25,10 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from l2l_tf.errors import UserError
-
-#: VGG-19's convolutional layers in order, by block (Keras names).
-BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
-CONV_LAYERS = tuple(f"block{b}_conv{i}" for b, n in BLOCKS for i in range(1, n + 1))
+from l2l_tf.problems.vgg_layers import CONV_LAYERS
 #: Keras' "caffe" preprocessing: BGR channel means of ImageNet, in 0..255 pixel units.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 #: What `weights_source=None` means: ask keras.applications for the ImageNet weights.
