@@ -77,6 +77,7 @@ flags.register_multi_flags_validator(
 
 def main(argv):
     del argv
+    problem_flags.check_family_flags(FLAGS.problem)
     from l2l_tf import evaluation, loading
     from l2l_tf.reporting import plotting, report
     from l2l_tf.optimizers import make_hand_designed

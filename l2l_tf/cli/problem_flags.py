@@ -91,6 +91,13 @@ def given_family_flags(flag_values: flags.FlagValues = FLAGS) -> list[str]:
     return [name for name in FLAG_SPECS if name in flag_values and flag_values[name].present]
 
 
+def check_family_flags(problem: str, flag_values: flags.FlagValues = FLAGS) -> None:
+    """Refuses, before TensorFlow loads, a family flag given on the command line that `problem` does not take."""
+    from l2l_tf.problems.registry import check_flags_apply
+
+    check_flags_apply(problem, given_family_flags(flag_values))
+
+
 def family_from_flags(problem: str, flag_values: flags.FlagValues = FLAGS) -> ProblemFamily:
     """Builds `--problem`'s family from its flags; a flag of another family is a one-line error."""
     from l2l_tf.problems.registry import family_from_values

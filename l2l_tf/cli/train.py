@@ -247,6 +247,7 @@ def main(argv):
     if applied:
         logging.info("recipe %r for %s: %s", FLAGS.recipe, FLAGS.problem,
                      " ".join(f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in applied.items()))
+    problem_flags.check_family_flags(FLAGS.problem)
     save_path = FLAGS.save_path
     has_run = os.path.isdir(os.path.join(save_path, "checkpoints")) and os.listdir(os.path.join(save_path, "checkpoints"))
     if has_run and not FLAGS.resume:

@@ -52,14 +52,15 @@ def _rate(name: str, flag_value, fallback: float) -> float:
 
 def main(argv):
     del argv
-    from l2l_tf import loading
-    from l2l_tf.reporting import visualization
-    from l2l_tf.optimizers import SGD, Adam
-
     coordinates = [int(c) for c in cli.parse_float_list(FLAGS.coordinates, "coordinates")]
     steps = tuple(int(s) for s in cli.parse_float_list(FLAGS.response_steps, "response_steps"))
     if not coordinates or any(c < 0 for c in coordinates) or any(s < 0 or s >= FLAGS.num_steps for s in steps):
         raise UserError("--coordinates must be >= 0 and --response_steps within [0, num_steps)")
+    problem_flags.check_family_flags(FLAGS.problem)
+    from l2l_tf import loading  # TensorFlow loads from here on
+    from l2l_tf.reporting import visualization
+    from l2l_tf.optimizers import SGD, Adam
+
     family = problem_flags.family_from_flags(FLAGS.problem)
     optimizer = loading.load_optimizer(FLAGS.path)
     baselines = {"sgd": SGD(_rate("sgd", FLAGS.sgd_learning_rate, 0.01)),

@@ -105,12 +105,20 @@ def make_family(name: str, **kwargs) -> ProblemFamily:
 
 def family_from_values(name: str, values: Mapping[str, Any], given: Sequence[str] = ()) -> ProblemFamily:
     """The family `name` from flag values; `given` (flags set on the command line) must all be its own."""
+    check_flags_apply(name, given)
+    spec = family_spec(name)
+    return spec.factory(**spec.kwargs({flag: values[flag] for flag in spec.flags}))
+
+
+def check_flags_apply(name: str, given: Sequence[str]) -> None:
+    """Refuses a family flag in `given` that is not family `name`'s own (it would be silently ignored).
+
+    Needs no TensorFlow: binaries call it before loading it."""
     spec = family_spec(name)
     foreign = [flag for flag in given if flag in FLAG_SPECS and flag not in spec.flags]
     if foreign:
         raise UserError(f"--{foreign[0]} does not apply to --problem={name}"
                         + (f" (its flags: {', '.join('--' + f for f in spec.flags)})" if spec.flags else ""))
-    return spec.factory(**spec.kwargs({flag: values[flag] for flag in spec.flags}))
 
 
 # -- the built-in families ----------------------------------------------------------------------
