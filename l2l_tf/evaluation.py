@@ -240,7 +240,12 @@ def zero_gradient_drift(optimizer: Optimizer, num_steps: int = 100, size: int = 
     """How far `num_steps` updates of all-zero gradients move a parameter from a fresh state: the
     largest |theta_T - theta_0| over `size` coordinates. Users expect a frozen or converged
     parameter to stay put; a learned rule may drift on its own (a bias in its read-out), and
-    every bundled optimizer's model card states this number."""
+    every bundled optimizer's model card states this number. A grouped optimizer (one LSTM per
+    parameter group) drifts as far as its worst LSTM."""
+    from l2l_tf.optimizers.grouped import GroupedLSTM
+
+    if isinstance(optimizer, GroupedLSTM):
+        return max(zero_gradient_drift(member, num_steps, size) for member in optimizer.optimizers.values())
     params = [tf.ones([size])]
     zeros = [tf.zeros([size])]
 
