@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -95,6 +95,23 @@ def _path_validator(problem_of: Callable[[str], str | None]) -> Callable[[str | 
         return True
 
     return check
+
+
+def validate_parsed(name: str, parse: Callable[[str], Any]) -> None:
+    """Registers a validator: a non-empty flag must be accepted by `parse` (which raises UserError).
+
+    For list-valued string flags whose parser needs nothing else: a malformed value is refused
+    while the flags are parsed, before TensorFlow loads, with the parser's own message."""
+    def check(value):
+        if value is None or not str(value).strip():
+            return True
+        try:
+            parse(value)
+        except UserError as e:
+            raise flags.ValidationError(str(e)) from None
+        return True
+
+    flags.register_validator(name, check)
 
 
 def validate_output_dirs(*names: str) -> None:

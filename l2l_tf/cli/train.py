@@ -114,6 +114,9 @@ flags.DEFINE_string("init_from", "", "Start phi from this trained optimizer (a t
                     "bundled name such as 'mnist') instead of a random draw: fine-tuning, e.g. with a lower "
                     "--learning_rate or a new problem family. Its architecture is used as saved.")
 cli.validate_flags_nonempty("save_path")
+cli.validate_parsed("lstm_layers", lambda v: cli.parse_int_list(v, "lstm_layers"))
+cli.validate_parsed("loss_weights", lambda v: cli.parse_float_list(v, "loss_weights"))
+cli.validate_parsed("curriculum", lambda v: cli.parse_int_list(v, "curriculum"))
 cli.validate_output_dirs("save_path")
 
 
