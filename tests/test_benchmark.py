@@ -20,7 +20,7 @@ def test_lstm_flop_count_of_the_default_architecture():
 def test_rounds_are_summarized_by_their_medians():
     """Several rounds (the tiny run below has one): medians per implementation, speed-ups of the
     medians and per round, a failed round's implementation without a median."""
-    from benchmarks.harness.cli import summarize_rounds
+    from benchmarks.harness.meta_training import summarize_rounds
 
     impls = ("fast", "keras_cells", "unfused", "fast_xla")
     speeds = [{"fast": 10.0, "keras_cells": 8.0, "unfused": 5.0, "fast_xla": 4.0},

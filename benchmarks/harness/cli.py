@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -144,22 +143,8 @@ def run_keras_wrapper() -> dict:
             "results": rows}
 
 
-def summarize_rounds(rounds: list[dict], implementations) -> dict:
-    """One problem's meta_training entry from its rounds ({implementation: worker row} each):
-    medians over rounds per implementation, the fast path's speed-ups, the first round in full."""
-    rates = {impl: [r[impl].get("steps_per_second") for r in rounds] for impl in implementations}
-    median = {impl: statistics.median(v) if None not in v else None for impl, v in rates.items()}
-    fast, unfused, keras_cells = median["fast"], median["unfused"], median["keras_cells"]
-    return {"steps_per_second": fast,
-            "lstm_kernel": rounds[0]["fast"].get("lstm_kernel"),
-            "speedup_vs_unfused": fast / unfused if fast and unfused else None,
-            "speedup_vs_keras_cells": fast / keras_cells if fast and keras_cells else None,
-            "speedup_vs_unfused_per_round": [a / b if a and b else None for a, b in zip(rates["fast"], rates["unfused"])],
-            "median_steps_per_second": median, "steps_per_second_per_round": rates,
-            "implementations": rounds[0]}  # the first round in full (profiles included)
-
-
 def run_meta_training() -> dict:
+    from benchmarks.harness import meta_training
     from benchmarks.harness.meta_training import IMPLEMENTATIONS
 
     out = {}
@@ -170,7 +155,7 @@ def run_meta_training() -> dict:
             rounds.append(rows)
             print("  meta_training", problem, f"round {k + 1}:",
                   {impl: round(r.get("steps_per_second", float("nan")), 1) for impl, r in rows.items()}, flush=True)
-        out[problem] = summarize_rounds(rounds, IMPLEMENTATIONS)
+        out[problem] = meta_training.summarize_rounds(rounds)
     out["protocol"] = (f"{FLAGS.rounds} interleaved rounds of one fresh process per implementation, each the median "
                        f"epoch time of {FLAGS.repeats} epochs after {FLAGS.warmup} warm-up epochs; the median over rounds "
                        "is reported per implementation")

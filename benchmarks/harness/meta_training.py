@@ -11,6 +11,7 @@ come from one machine state.
 from __future__ import annotations
 
 import os
+import statistics
 
 IMPLEMENTATIONS = ("fast", "keras_cells", "unfused", "fast_xla")
 
@@ -57,3 +58,18 @@ def measure(problem: str, implementation: str, data_dir: str | None, warmup: int
 
         result["profile"] = profile(run, os.path.join(profile_dir, f"meta_training_{problem}_{implementation}"))
     return result
+
+
+def summarize_rounds(rounds: list[dict], implementations=IMPLEMENTATIONS) -> dict:
+    """One problem's meta_training entry from its rounds ({implementation: worker row} each):
+    medians over rounds per implementation, the fast path's speed-ups, the first round in full."""
+    rates = {impl: [r[impl].get("steps_per_second") for r in rounds] for impl in implementations}
+    median = {impl: statistics.median(v) if None not in v else None for impl, v in rates.items()}
+    fast, unfused, keras_cells = median["fast"], median["unfused"], median["keras_cells"]
+    return {"steps_per_second": fast,
+            "lstm_kernel": rounds[0]["fast"].get("lstm_kernel"),
+            "speedup_vs_unfused": fast / unfused if fast and unfused else None,
+            "speedup_vs_keras_cells": fast / keras_cells if fast and keras_cells else None,
+            "speedup_vs_unfused_per_round": [a / b if a and b else None for a, b in zip(rates["fast"], rates["unfused"])],
+            "median_steps_per_second": median, "steps_per_second_per_round": rates,
+            "implementations": rounds[0]}  # the first round in full (profiles included)
