@@ -201,8 +201,11 @@ def evaluate(family: ProblemFamily, learned: dict[str, Optimizer], baselines: di
 _SAME_PROBLEMS = ("problem", "problem_settings", "num_steps", "num_problems", "seed")
 
 
-def reusable_baselines(path: str, family: ProblemFamily, num_steps: int, num_problems: int, seed: int) -> dict:
-    """The tuned baselines of an earlier results.json, if it evaluated the same test problems.
+def reusable_baselines(path: str, family: ProblemFamily, num_steps: int, num_problems: int,
+                       seed: int) -> tuple[dict, list[float]]:
+    """The tuned baselines of an earlier results.json, if it evaluated the same test problems,
+    and the learning-rate grid they were tuned on (what a report of them must name, and the grid
+    any baseline tuned beside them should use).
 
     Raises a one-line `UserError` for an unreadable file, other test problems (problem,
     settings, steps, count or seed differ) or entries without per-problem losses."""
@@ -226,7 +229,10 @@ def reusable_baselines(path: str, family: ProblemFamily, num_steps: int, num_pro
                if e.get("learning_rate") is not None}
     if not entries or not all("final_losses" in e for e in entries.values()):
         raise UserError(f"{path} holds no tuned baselines with per-problem final losses (evaluated by an older l2l_tf?)")
-    return entries
+    grid = earlier.get("learning_rate_grid")
+    if not grid:
+        raise UserError(f"{path} does not record the learning-rate grid its baselines were tuned on")
+    return entries, [float(r) for r in grid]
 
 
 def write_results(results: dict, output_dir: str) -> str:

@@ -46,6 +46,23 @@ def test_evaluate_all_writes_results_plot_and_report(trained, tmp_path):
     assert os.path.exists(os.path.join(out, "loss_curves.png"))
     assert "report:" in proc.stdout and os.path.exists(os.path.join(out, "report.md"))
 
+    # Its baselines reused for the learned optimizer alone: their grid (5 rates, 1 per decade),
+    # not this run's default one, is what the new results and report name.
+    again = str(tmp_path / "again")
+    proc = run_binary("l2l_evaluate", f"--path={trained}", "--optimizer=L2L", "--num_steps=20", "--num_problems=6",
+                      f"--baselines_from={out}/results.json", f"--output_dir={again}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reused = json.load(open(os.path.join(again, "results.json")))
+    assert reused["learning_rate_grid"] == results["learning_rate_grid"] and len(results["learning_rate_grid"]) == 5
+    assert reused["optimizers"]["adam"]["final_losses"] == results["optimizers"]["adam"]["final_losses"]
+    assert "over 5 log-spaced rates" in open(os.path.join(again, "report.md")).read()
+    # A grid flag describing another grid than the reused baselines' is refused in one line.
+    proc = run_binary("l2l_evaluate", f"--path={trained}", "--optimizer=L2L", "--num_steps=20", "--num_problems=6",
+                      "--lr_grid_per_decade=3", f"--baselines_from={out}/results.json", f"--output_dir={again}2")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("l2l_evaluate.py: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "--lr_grid_per_decade describe another learning-rate grid than the 5 rates" in errors[0]
+
 
 def test_evaluate_compares_several_learned_optimizers_on_the_same_problems(trained, tmp_path):
     out = str(tmp_path / "compare")

@@ -104,7 +104,8 @@ def test_evaluate_pairs_every_learned_optimizer_with_every_baseline_and_can_reus
     md = open(report.write_report(first, str(tmp_path), "curves.png", "cmd")).read()
     assert "| L2L | adam |" in md and "win rate" in md
     # The same baselines, reused for another learned optimizer on the same test problems.
-    reused = evaluation.reusable_baselines(path, family, 15, 8, 2)
+    reused, reused_grid = evaluation.reusable_baselines(path, family, 15, 8, 2)
+    assert reused_grid == pytest.approx(grid)  # the grid they were tuned on, for the report
     second = evaluation.evaluate(family, {"L2L": CoordinatewiseLSTM(seed=1)}, {}, num_steps=15, num_problems=8, seed=2,
                                  grid=grid, log=lambda *_: None, reused=reused)
     assert second["optimizers"]["adam"]["final_losses"] == first["optimizers"]["adam"]["final_losses"]

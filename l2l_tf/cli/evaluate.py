@@ -7,6 +7,7 @@ Writes results.json, loss_curves.png and report.md to --output_dir.
 """
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sys
@@ -75,6 +76,23 @@ flags.register_multi_flags_validator(
     message="--optimizer=L2L needs --path to a trained optimizer")
 
 
+def _reused_baselines_and_their_grid(family, flags_grid: list[float]) -> tuple[dict, list[float]]:
+    """--baselines_from's baselines and the grid they were tuned on, which replaces the --lr_grid_*
+    flags' (so the report names the right grid, and a baseline tuned here is tuned like them);
+    grid flags given on the command line that describe another grid are refused."""
+    from l2l_tf import evaluation
+
+    reused, grid = evaluation.reusable_baselines(FLAGS.baselines_from, family, FLAGS.num_steps, FLAGS.num_problems,
+                                                 FLAGS.seed)
+    given = [f"--{name}" for name in ("lr_grid_min", "lr_grid_max", "lr_grid_per_decade") if FLAGS[name].present]
+    same = len(grid) == len(flags_grid) and all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(grid, flags_grid))
+    if given and not same:
+        raise UserError(f"{', '.join(given)} describe another learning-rate grid than the {len(grid)} rates "
+                        f"{grid[0]:.3g} .. {grid[-1]:.3g} the baselines of {FLAGS.baselines_from} were tuned on; "
+                        "drop them (the reused baselines' grid is used)")
+    return reused, grid
+
+
 def main(argv):
     del argv
     problem_flags.check_family_flags(FLAGS.problem)
@@ -102,12 +120,11 @@ def main(argv):
         learned[name] = load(compared_source.path)
     names = list(architectures.BASELINES) if FLAGS.optimizer == "all" else [FLAGS.optimizer] if FLAGS.optimizer != LEARNED else []
     reused = {}
+    grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
     if FLAGS.baselines_from:
-        reused = evaluation.reusable_baselines(FLAGS.baselines_from, family, FLAGS.num_steps, FLAGS.num_problems,
-                                               FLAGS.seed)
+        reused, grid = _reused_baselines_and_their_grid(family, grid)
         reused = {k: v for k, v in reused.items() if k in names or FLAGS.optimizer == LEARNED}
     baselines = {name: make_hand_designed(name) for name in names if name not in reused}
-    grid = evaluation.learning_rate_grid(FLAGS.lr_grid_min, FLAGS.lr_grid_max, FLAGS.lr_grid_per_decade)
     results = evaluation.evaluate(family, learned, baselines, FLAGS.num_steps, FLAGS.num_problems, FLAGS.seed,
                                   grid, FLAGS.num_tuning_problems or None, reused=reused)
     if compared:
