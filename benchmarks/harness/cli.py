@@ -144,8 +144,7 @@ def run_keras_wrapper() -> dict:
 
 
 def run_meta_training() -> dict:
-    from benchmarks.harness import meta_training
-    from benchmarks.harness.meta_training import IMPLEMENTATIONS
+    from benchmarks.harness.meta_training import IMPLEMENTATIONS, summarize_rounds
 
     out = {}
     for problem in FLAGS.meta_problems:
@@ -155,7 +154,7 @@ def run_meta_training() -> dict:
             rounds.append(rows)
             print("  meta_training", problem, f"round {k + 1}:",
                   {impl: round(r.get("steps_per_second", float("nan")), 1) for impl, r in rows.items()}, flush=True)
-        out[problem] = meta_training.summarize_rounds(rounds)
+        out[problem] = summarize_rounds(rounds)
     out["protocol"] = (f"{FLAGS.rounds} interleaved rounds of one fresh process per implementation, each the median "
                        f"epoch time of {FLAGS.repeats} epochs after {FLAGS.warmup} warm-up epochs; the median over rounds "
                        "is reported per implementation")
