@@ -37,12 +37,29 @@ def output_dir_problem(path: str) -> str | None:
             return f"{path} is a file, not a directory"
         if not os.access(path, os.W_OK | os.X_OK):
             return f"{path} is not writable ({os.strerror(_access_errno(path))})"
-        return None
+        return _full_disk_problem(path, path)
     existing = _nearest_existing(path)
     if not os.path.isdir(existing):
         return f"{path} cannot be created: {existing} is a file, not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{path} cannot be created: {existing} is not writable ({os.strerror(_access_errno(existing))})"
+    return _full_disk_problem(path, existing)
+
+
+def _full_disk_problem(path: str, existing: str) -> str | None:
+    """ENOSPC up front when `existing`'s filesystem has no block left for us.
+
+    A full disk otherwise shows only when the results are written, after all the work (an hour of
+    meta-training, a benchmark). A disk with a few blocks left can still fill during the run: the
+    writes below attach the path to that error. Filesystems that report no blocks at all (virtual
+    ones) are not judged."""
+    try:
+        stats = os.statvfs(existing)
+    except OSError:
+        return None
+    available = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail  # root may use the reserved blocks
+    if stats.f_blocks > 0 and available == 0:
+        return f"{path} cannot be written: {existing} has no space left ({os.strerror(errno.ENOSPC)})"
     return None
 
 

@@ -107,7 +107,8 @@ def test_train_init_from_starts_phi_at_the_given_optimizer(trained, tmp_path):
 #: line must contain). Arguments are templates: {tmp} is the battery's scratch directory,
 #: {trained} a trained optimizer, {out} an --output_dir flag, {train} expands to
 #: "l2l_train --save_path=<fresh>", {tiny} to TINY_TRAIN, {ro} a read-only directory and
-#: {full} a directory on a full disk (see `_prepare`). The phrase is the part of the message
+#: {full} a directory on a full disk, {nearly_full} one on a disk with two blocks left (see
+#: `_prepare`). The phrase is the part of the message
 #: that says what is wrong, not just the flag's name (which absl prints anyway).
 CASES = [
     ("export without export_dir", ["l2l_export", "--path={trained}"], "Flag --export_dir must have a value other than None"),
@@ -118,6 +119,10 @@ CASES = [
     ("benchmark unknown section", ["l2l_benchmark", "--benchmarks=speed", "--output={tmp}/b.json"], "speed"),
     ("benchmark without mnist", ["l2l_benchmark", "--benchmarks=memory", "--data_dir={tmp}", "--output={tmp}/b.json"],
      "mnist.npz"),
+    ("benchmark unknown keras optimizer", ["l2l_benchmark", "--keras_optimizers=learned,sgd", "--output={tmp}/b.json"],
+     "--keras_optimizers must list some of learned, learned_xla, learned_bfloat16, adam"),
+    ("benchmark unknown update case", ["l2l_benchmark", "--update_implementations=xla", "--output={tmp}/b.json"],
+     "--update_implementations must list some of fast, keras_cells, fast_xla, unfused, adam"),
     ("benchmark markdown output", ["l2l_benchmark", "--output={tmp}/b.md"], "markdown"),
     ("bad gradient checkpointing", ["{train}", "--gradient_checkpointing=half"], "must be 'off', 'sqrt' or a segment length"),
     ("checkpoint segment over unroll", ["{train}", "--unroll_length=5", "--num_steps=10", "--gradient_checkpointing=6"],
@@ -200,6 +205,10 @@ CASES = [
     ("evaluate output read-only", ["l2l_evaluate", "--output_dir={ro}/eval"], "is not writable"),
     ("evaluate output on a full disk", ["l2l_evaluate", "--optimizer=sgd", "--num_problems=2", "--num_steps=5",
                                         "--lr_grid_per_decade=1", "--output_dir={full}/eval"], "No space left on device"),
+    # A disk with two blocks left passes the up-front check and fills while the results are written.
+    ("evaluate output fills the disk", ["l2l_evaluate", "--optimizer=sgd", "--num_problems=2", "--num_steps=5",
+                                        "--lr_grid_per_decade=1", "--output_dir={nearly_full}/eval"],
+     "No space left on device"),
     ("export dir under a file", ["l2l_export", "--path={trained}", "--export_dir={a_file}/e"], "is a file, not a directory"),
     ("export dir read-only", ["l2l_export", "--path={trained}", "--export_dir={ro}/e"], "is not writable"),
     ("export dir on a full disk", ["l2l_export", "--path={trained}", "--export_dir={full}/e"], "No space left on device"),
@@ -234,7 +243,8 @@ CASES = [
 ]
 CASE_NAMES = [name for name, _, _ in CASES]
 #: Cases that need a read-only directory or a full disk: skipped where neither can be made.
-NEEDS = {name: need for name, args, _ in CASES for need in ("ro", "full") if any(f"{{{need}}}" in a for a in args)}
+NEEDS = {name: need for name, args, _ in CASES for need in ("ro", "full", "nearly_full")
+         if any(f"{{{need}}}" in a for a in args)}
 
 
 def _mount_tmpfs(target: str, options: str) -> bool:
@@ -272,19 +282,25 @@ def _prepare(trained, tmp) -> dict:
         os.makedirs(ro)
         os.chmod(ro, 0o555)
         paths["ro"] = ro
-    # A full disk: a small tmpfs filled to the last block (root only).
-    full = os.path.join(tmp, "full_disk")
-    if os.geteuid() == 0 and _mount_tmpfs(full, "size=256k"):
-        with open(os.path.join(full, "filler"), "wb", buffering=0) as f:  # unbuffered: close() has nothing left
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass
-        paths["full"] = full
-    else:
-        paths["full"] = None
+    # A full disk: a small tmpfs filled to the last block (root only); and one with two blocks left.
+    for name, left in (("full", 0), ("nearly_full", 2 * 4096)):
+        disk = os.path.join(tmp, f"{name}_disk")
+        paths[name] = disk if os.geteuid() == 0 and _mount_tmpfs(disk, "size=256k") else None
+        if paths[name]:
+            _fill(os.path.join(disk, "filler"), left)
     return paths
+
+
+def _fill(filler: str, leave: int) -> None:
+    """Writes `filler` until its disk is full, then frees its last `leave` bytes."""
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: close() has nothing left to write
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    if leave:
+        os.truncate(filler, os.path.getsize(filler) - leave)
 
 
 def _command(args: list[str], paths: dict) -> list[str]:
@@ -329,7 +345,7 @@ def bad_runs(trained, tmp_path_factory):
         with ThreadPoolExecutor(max_workers=4) as pool:
             procs = dict(zip([n for n, _ in runnable], pool.map(lambda c: run_binary(*_command(c[1], paths)), runnable)))
     finally:
-        for mount in (paths["ro"], paths["full"]):
+        for mount in (paths["ro"], paths["full"], paths["nearly_full"]):
             if mount and os.geteuid() == 0:
                 subprocess.run(["umount", mount], capture_output=True)
     return procs, paths

@@ -10,14 +10,15 @@ Sections (--benchmarks; each case runs in a fresh process, each figure is the me
                  fast path (the fused C++ LSTM kernel), Keras' LSTM cells, the plain unfused
                  reference of the same math, and Keras' cells under XLA; with --profile, a
                  profiler trace summarized per op type.
-  update         one learned update vs one Keras Adam update on flat vectors (--update_sizes),
+  update         one learned update vs one Keras Adam update on flat vectors (--update_sizes;
+                 the cases: --update_implementations),
                  the LSTM's achieved matmul GFLOP/s, and the GFLOP/s of a large square matmul
                  and of the LSTM's own matmul shapes measured in the same run.
   memory         peak memory of meta-training vs unroll length (--unrolls), with and
                  without gradient checkpointing (segments of ceil(sqrt(T)) steps).
   keras_wrapper  `LearnedOptimizer` vs `keras.optimizers.Adam` in a Keras model: optimizer
                  step and train step time, state bytes and peak memory per parameter, for
-                 MLPs 100 -> h -> 10 of about --sizes parameters.
+                 MLPs 100 -> h -> 10 of about --sizes parameters (the optimizers: --keras_optimizers).
 
 Results go under one top-level key per section of --output; other keys of an existing file
 are kept, so sections can be re-run one at a time. Timing does not depend on phi's values,
@@ -40,11 +41,13 @@ sys.path.insert(0, ROOT)  # the repository: l2l_tf and benchmarks/
 from absl import flags  # noqa: E402
 
 from l2l_tf import cli, files  # noqa: E402
-from benchmarks.harness import report  # noqa: E402
+from benchmarks.harness import report, update_cost  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
 
 SECTIONS = ("meta_training", "update", "memory", "keras_wrapper")
 KERAS_OPTIMIZERS = ("learned", "learned_xla", "learned_bfloat16", "adam")
+#: The update section's cases (update_cost imports TensorFlow only inside its functions).
+UPDATE_CASES = update_cost.IMPLEMENTATIONS
 #: The smallest model the keras_wrapper section builds (MLP 100 -> h -> 10).
 MIN_KERAS_SIZE = 220
 
@@ -60,7 +63,12 @@ flags.DEFINE_integer("rounds", 3, "meta_training: rounds of one fresh process pe
 flags.DEFINE_bool("profile", True, "meta_training: also record a profiler trace of one epoch and summarize it.")
 flags.DEFINE_string("update_sizes", "1e4,1e5,1e6,1e7", "update: flat vector sizes.")
 flags.DEFINE_list("unrolls", ["10", "20", "50", "100"], "memory: unroll lengths.")
+flags.DEFINE_list("update_implementations", ["fast", "keras_cells", "fast_xla", "unfused", "adam"],
+                  "update: the cases to measure, of fast, keras_cells, fast_xla, unfused (learned updates) and adam "
+                  "(the reference every learned one is divided by, so it is always measured).")
 flags.DEFINE_string("sizes", "1e4,1e5,1e6", "keras_wrapper: approximate parameter counts of the models.")
+flags.DEFINE_list("keras_optimizers", list(KERAS_OPTIMIZERS), f"keras_wrapper: the optimizers to measure, of "
+                  f"{', '.join(KERAS_OPTIMIZERS)}.")
 flags.DEFINE_string("path", None, "keras_wrapper: learned optimizer (directory, export or bundled name); default: "
                     "an untrained network of the default architecture.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).", lower_bound=1)
@@ -70,6 +78,10 @@ flags.DEFINE_integer("batch_size", 32, "keras_wrapper: batch size of the trainin
 flags.DEFINE_string("worker", None, "Internal: 'SECTION:ARG,ARG' measures one case and prints JSON.")
 flags.DEFINE_integer("worker_round", 0, "Internal: which round a meta_training worker belongs to.")
 cli.validate_flags_nonempty("output")
+flags.register_validator("keras_optimizers", lambda v: bool(v) and set(v) <= set(KERAS_OPTIMIZERS),
+                         message=f"--keras_optimizers must list some of {', '.join(KERAS_OPTIMIZERS)}")
+flags.register_validator("update_implementations", lambda v: bool(v) and set(v) <= set(UPDATE_CASES),
+                         message=f"--update_implementations must list some of {', '.join(UPDATE_CASES)}")
 cli.validate_output_files("output")
 
 
@@ -99,8 +111,6 @@ def measure_case(section: str, args: list[str]) -> dict:
         return meta_training.measure(args[0], args[1], FLAGS.data_dir, FLAGS.warmup, FLAGS.repeats,
                                      profile_dir if args[1] != "fast_xla" else None)
     if section == "update":
-        from benchmarks.harness import update_cost
-
         if args[0] == "matmul":
             return update_cost.machine_matmul(FLAGS.warmup, FLAGS.repeats)
         return update_cost.measure(int(args[0]), args[1], FLAGS.warmup, FLAGS.repeats)
@@ -130,7 +140,7 @@ def run_worker(section: str, *args, round_index: int = 0) -> dict:
 def run_keras_wrapper() -> dict:
     rows = []
     for params in parse_sizes(FLAGS.sizes):
-        for which in KERAS_OPTIMIZERS:
+        for which in [k for k in KERAS_OPTIMIZERS if k in FLAGS.keras_optimizers]:
             rows.append(run_worker("keras_wrapper", params, which))
             print("  keras_wrapper", params, which, rows[-1].get("apply_ms", rows[-1].get("error")), flush=True)
     from benchmarks.harness.keras_wrapper import INPUT_DIM, OUTPUT_DIM
@@ -162,16 +172,15 @@ def run_meta_training() -> dict:
 
 
 def run_update() -> dict:
-    from benchmarks.harness.update_cost import IMPLEMENTATIONS
-
+    chosen = [impl for impl in UPDATE_CASES if impl in FLAGS.update_implementations or impl == "adam"]
     matmul = run_worker("update", "matmul")
     print("  update matmul", matmul, flush=True)
     rows = []
     for size in parse_sizes(FLAGS.update_sizes, "update_sizes", minimum=1):
-        case = {impl: run_worker("update", size, impl) for impl in IMPLEMENTATIONS}
+        case = {impl: run_worker("update", size, impl) for impl in chosen}
         adam_ms = case["adam"].get("update", {}).get("ms")
         row = {"size": size, "adam_ms": adam_ms}
-        for impl in ("fast", "keras_cells", "fast_xla", "unfused"):
+        for impl in [i for i in chosen if i != "adam"]:
             r = case[impl]
             ms = r.get("update", {}).get("ms")
             row[impl] = {"ms": ms, "ratio_to_adam": ms / adam_ms if ms and adam_ms else None,
