@@ -63,9 +63,9 @@ flags.DEFINE_integer("rounds", 3, "meta_training: rounds of one fresh process pe
 flags.DEFINE_bool("profile", True, "meta_training: also record a profiler trace of one epoch and summarize it.")
 flags.DEFINE_string("update_sizes", "1e4,1e5,1e6,1e7", "update: flat vector sizes.")
 flags.DEFINE_list("unrolls", ["10", "20", "50", "100"], "memory: unroll lengths.")
-flags.DEFINE_list("update_implementations", ["fast", "keras_cells", "fast_xla", "unfused", "adam"],
-                  "update: the cases to measure, of fast, keras_cells, fast_xla, unfused (learned updates) and adam "
-                  "(the reference every learned one is divided by, so it is always measured).")
+flags.DEFINE_list("update_implementations", list(UPDATE_CASES),
+                  f"update: the cases to measure, of {', '.join(UPDATE_CASES)} (adam is the reference every learned "
+                  "update is divided by, so it is always measured).")
 flags.DEFINE_string("sizes", "1e4,1e5,1e6", "keras_wrapper: approximate parameter counts of the models.")
 flags.DEFINE_list("keras_optimizers", list(KERAS_OPTIMIZERS), f"keras_wrapper: the optimizers to measure, of "
                   f"{', '.join(KERAS_OPTIMIZERS)}.")
@@ -78,10 +78,9 @@ flags.DEFINE_integer("batch_size", 32, "keras_wrapper: batch size of the trainin
 flags.DEFINE_string("worker", None, "Internal: 'SECTION:ARG,ARG' measures one case and prints JSON.")
 flags.DEFINE_integer("worker_round", 0, "Internal: which round a meta_training worker belongs to.")
 cli.validate_flags_nonempty("output")
-flags.register_validator("keras_optimizers", lambda v: bool(v) and set(v) <= set(KERAS_OPTIMIZERS),
-                         message=f"--keras_optimizers must list some of {', '.join(KERAS_OPTIMIZERS)}")
-flags.register_validator("update_implementations", lambda v: bool(v) and set(v) <= set(UPDATE_CASES),
-                         message=f"--update_implementations must list some of {', '.join(UPDATE_CASES)}")
+
+cli.validate_subset("keras_optimizers", KERAS_OPTIMIZERS)
+cli.validate_subset("update_implementations", UPDATE_CASES)
 cli.validate_output_files("output")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -95,6 +95,13 @@ def _path_validator(problem_of: Callable[[str], str | None]) -> Callable[[str | 
         return True
 
     return check
+
+
+def validate_subset(name: str, choices: Sequence[str], allow_none: bool = False) -> None:
+    """Registers a validator: list flag --name must name some of `choices` (None too, if `allow_none`:
+    a flag whose unset value means "the default choice"), refused while the flags are parsed."""
+    flags.register_validator(name, lambda v: (allow_none and v is None) or (bool(v) and set(v) <= set(choices)),
+                             message=f"--{name} must list some of {', '.join(choices)}")
 
 
 def validate_parsed(name: str, parse: Callable[[str], Any]) -> None:

@@ -65,10 +65,8 @@ cli.validate_output_dirs("output_dir")
 
 SETTINGS = ("64", "128", "second_style_128")
 cli.validate_optimizer_location("path")
-flags.register_validator("baselines", lambda v: v is None or (bool(v) and set(v) <= set(architectures.BASELINES)),
-                         message=f"--baselines must list some of {', '.join(architectures.BASELINES)}")
-flags.register_validator("settings", lambda v: bool(v) and set(v) <= set(SETTINGS),
-                         message=f"--settings must list some of {', '.join(SETTINGS)}")
+cli.validate_subset("baselines", architectures.BASELINES, allow_none=True)
+cli.validate_subset("settings", SETTINGS)
 flags.register_multi_flags_validator(["lr_grid_min", "lr_grid_max"], lambda f: f["lr_grid_min"] <= f["lr_grid_max"],
                                      message="--lr_grid_min must not exceed --lr_grid_max")
 flags.register_multi_flags_validator(
