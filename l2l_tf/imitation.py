@@ -14,10 +14,17 @@ proposals, averaged over its steps:
 which is scale-free, so problems (and stages) of very different update sizes weigh alike.
 Teachers' learning rates are tuned on problems of their own (`tune_teachers`), never on the
 validation problems that select phi.
+
+On a mixture of families one rate per teacher fits none of them well: NAG tuned on the whole
+MNIST mixture takes lr 0.178 where its sigmoid nets want 0.56-1 (RESULTS.md). `tune_teacher_groups`
+therefore tunes the teachers for each member of a mixture on its own ("member"), and can keep for
+each member only the teacher whose tuned loss is lowest ("member_best"): the LSTM then imitates,
+on every kind of problem, the best tuned analytic optimizer for that kind.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import tensorflow as tf
@@ -28,6 +35,9 @@ from l2l_tf.optimizers.hand_designed import TEACHERS, make_hand_designed
 from l2l_tf.unroll import _batch_at, _losses_state_grads
 
 MODES = ("mean", "max")
+#: Where teachers are tuned: once on the whole family, per mixture member, or per member keeping
+#: only that member's best teacher.
+TUNINGS = ("family", "member", "member_best")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,20 +75,62 @@ def tune_teachers(family, specs: Sequence[TeacherSpec], num_steps: int, seed: in
                   grid: Sequence[float] | None = None) -> dict[str, float]:
     """{teacher: learning rate}: given ones as they are, the others the best of a log grid by mean
     final loss over `num_steps` on problems of their own (validation split of another seed)."""
+    return {name: rate for name, (rate, _) in
+            _tune(family, specs, num_steps, seed, num_problems, grid, score_fixed=False).items()}
+
+
+def _tune(family, specs, num_steps, seed, num_problems, grid, score_fixed) -> dict[str, tuple[float, float]]:
+    """{teacher: (learning rate, its mean final loss)}; a fixed rate is scored only if `score_fixed`
+    (its loss is NaN otherwise). Every teacher sees the same problems, so the losses compare."""
     from l2l_tf.evaluation import learning_rate_grid, sample_problems, tune_learning_rate
 
     grid = list(grid or learning_rate_grid(1e-4, 10.0, 4))
-    rates = {}
+    tuned = {}
     for spec in specs:
-        if spec.learning_rate is not None:
-            rates[spec.name] = spec.learning_rate
+        if spec.learning_rate is not None and not score_fixed:
+            tuned[spec.name] = (spec.learning_rate, float("nan"))
             continue
         teacher = make_hand_designed(spec.name)
         if hasattr(teacher, "set_horizon"):
             teacher.set_horizon(num_steps)
         problems = lambda: sample_problems(family, "validation", seed + 7919, num_problems)  # noqa: E731
-        rates[spec.name], _ = tune_learning_rate(family, teacher, grid, problems, num_steps)
-    return rates
+        points = [spec.learning_rate] if spec.learning_rate is not None else grid
+        rate, scores = tune_learning_rate(family, teacher, points, problems, num_steps)
+        tuned[spec.name] = (rate, float(scores[rate]))
+    return tuned
+
+
+def member_label(member) -> str:
+    """A mixture member's settings in one short string ("mnist(hidden_sizes=[20], activation=relu)")."""
+    info = {k: v for k, v in member.describe().items() if k not in ("name", "num_params")}
+    inner = ", ".join(f"{k}={v}" for k, v in info.items())
+    return f"{member.name}({inner})" if inner else member.name
+
+
+def tune_teacher_groups(family, specs: Sequence[TeacherSpec], num_steps: int, seed: int, tuning: str = "family",
+                        num_problems: int | None = None,
+                        grid: Sequence[float] | None = None) -> list[tuple[str, dict[str, float]]]:
+    """[(group label, {teacher: learning rate})]: one group for tuning="family" (the whole
+    family, 8 problems); otherwise one per mixture member, in `family.members` order (4 problems
+    each), with "member_best" keeping only the teacher of lowest tuned loss on that member (ties:
+    the first given)."""
+    if tuning not in TUNINGS:
+        raise UserError(f"imitation tuning must be one of {TUNINGS}, got {tuning!r}")
+    if tuning == "family":
+        return [("", tune_teachers(family, specs, num_steps, seed, num_problems or 8, grid))]
+    members = getattr(family, "members", None)
+    if not members:
+        raise UserError(f"imitation tuning {tuning!r} needs a mixture of problem families (e.g. --problem=mnist_mix); "
+                        f"{family.name} has no members")
+    groups = []
+    for i, member in enumerate(members):
+        tuned = _tune(member, specs, num_steps, seed + 104729 * (i + 1), num_problems or 4, grid,
+                      score_fixed=tuning == "member_best")
+        if tuning == "member_best":
+            best = min(tuned, key=lambda name: (not math.isfinite(tuned[name][1]), tuned[name][1]))
+            tuned = {best: tuned[best]}
+        groups.append((member_label(member), {name: rate for name, (rate, _) in tuned.items()}))
+    return groups
 
 
 def imitation_gradient(loss_fn, learner: Optimizer, teachers: Sequence[Optimizer], params: list, learner_states: list,

@@ -35,7 +35,8 @@ from l2l_tf.curriculum import Curriculum, CurriculumState
 from l2l_tf.errors import UserError
 from l2l_tf.evaluation import run_trajectories, sample_problems
 from l2l_tf.imitation import MODES as IMITATION_MODES
-from l2l_tf.imitation import imitation_gradient, make_teachers, parse_teachers, tune_teachers
+from l2l_tf.imitation import TUNINGS as IMITATION_TUNINGS
+from l2l_tf.imitation import imitation_gradient, make_teachers, parse_teachers, tune_teacher_groups
 from l2l_tf.optimizers.base import Optimizer
 from l2l_tf.problems.augment import Augmentation, augment
 from l2l_tf.problems.base import ProblemFamily, function_rng
@@ -96,6 +97,10 @@ class MetaTrainConfig:
     imitation_ratio: tuple[float, ...] = (0.0,)
     #: "mean" of the teachers' imitation losses, or their "max" (min-max amalgamation).
     imitation_mode: str = "mean"
+    #: Where untuned teachers' rates are tuned (l2l_tf/imitation.py): "family" (one rate per
+    #: teacher), "member" (per member of a mixture), "member_best" (per member, imitating only
+    #: the teacher of lowest tuned loss there).
+    imitation_tuning: str = "family"
     #: Random scaling of training problems' parameters: theta = c * theta', c = exp(U(-r, r))
     #: per coordinate (l2l_tf/problems/augment.py); 0: off.
     param_scale_range: float = 0.0
@@ -150,6 +155,8 @@ class MetaTrainConfig:
             raise UserError("imitation_ratio > 0 needs imitation_teachers")
         if self.imitation_mode not in IMITATION_MODES:
             raise UserError(f"imitation_mode must be one of {IMITATION_MODES}, got {self.imitation_mode!r}")
+        if self.imitation_tuning not in IMITATION_TUNINGS:
+            raise UserError(f"imitation_tuning must be one of {IMITATION_TUNINGS}, got {self.imitation_tuning!r}")
         Augmentation(self.param_scale_range, self.convex_term)  # validates
         if self.loss_weights is not None:
             self.loss_weights = tuple(float(w) for w in self.loss_weights)
@@ -360,8 +367,14 @@ class MetaTrainer:
                             "batches functions with meta_batch_size")
         if self._teacher_specs and self.num_replicas > 1:
             raise UserError("imitation epochs run on one replica; drop --imitation_teachers or the strategy")
-        self._teachers = make_teachers({s.name: 1.0 for s in self._teacher_specs})
-        self._teacher_rates: dict[int, dict[str, float]] = {}
+        if self._teacher_specs and config.imitation_tuning != "family" and not getattr(family, "members", None):
+            raise UserError(f"imitation_tuning={config.imitation_tuning} needs a mixture of problem families "
+                            f"(e.g. --problem=mnist_mix); {family.name} is one family")
+        #: One teacher object per name, shared by the tuning groups (its rate is set every epoch).
+        self._teachers = dict(zip((s.name for s in self._teacher_specs),
+                                  make_teachers({s.name: 1.0 for s in self._teacher_specs})))
+        #: stage -> [(group label, {teacher: rate})]: one group, or one per mixture member.
+        self._teacher_rates: dict[int, list[tuple[str, dict[str, float]]]] = {}
         self._imitation_steps: dict = {}
         tracked = dict(phi=saving.tf_variables(self.phi),
                        meta_optimizer=saving.tf_variables(self.meta_optimizer.variables),
@@ -413,20 +426,22 @@ class MetaTrainer:
             self._meta_steps[id(family)] = (family, tf.function(step))
         return self._meta_steps[id(family)][1]
 
-    def _imitation_step(self, family: ProblemFamily):
-        """The compiled imitation truncation for one family (l2l_tf/imitation.py)."""
-        if id(family) not in self._imitation_steps:
+    def _imitation_step(self, family: ProblemFamily, names: tuple[str, ...]):
+        """The compiled imitation truncation for one family and set of teachers (l2l_tf/imitation.py)."""
+        key = (id(family), names)
+        if key not in self._imitation_steps:
             cfg = self.config
+            teachers = [self._teachers[n] for n in names]
 
             def step(params, learner_states, teacher_states, data, batches):
                 self.traces[f"{family.name}/imitation"] += 1  # Python side effect: runs only while tracing
-                out = imitation_gradient(family.loss_and_state, self.optimizer, self._teachers, params, learner_states,
+                out = imitation_gradient(family.loss_and_state, self.optimizer, teachers, params, learner_states,
                                          teacher_states, data, batches, cfg.unroll_length, cfg.imitation_mode,
                                          cfg.second_derivatives)
                 return (*out, tf.linalg.global_norm(out[-1]))
 
-            self._imitation_steps[id(family)] = (family, tf.function(step))
-        return self._imitation_steps[id(family)][1]
+            self._imitation_steps[key] = (family, tf.function(step))
+        return self._imitation_steps[key][1]
 
     def _apply_fn(self, grads):
         clipped, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
@@ -472,31 +487,42 @@ class MetaTrainer:
             return self._imitation_epoch(epoch, num_steps, stage)
         return self._meta_epoch(epoch, num_steps)
 
-    def teacher_rates(self, stage: int = 0) -> dict[str, float]:
-        """The imitation teachers' learning rates for `stage` (tuned once per stage, on its horizon)."""
+    def teacher_rates(self, stage: int = 0, group: int = 0) -> dict[str, float]:
+        """The imitation teachers' learning rates for `stage` (tuned once per stage, on its horizon)
+        in tuning group `group` (the mixture member's index with member tuning)."""
         if stage not in self._teacher_rates:
             steps = self.config.epoch_num_steps(0, stage)
-            self._teacher_rates[stage] = tune_teachers(self.family, self._teacher_specs, steps, self.config.seed)
-            logging.info("imitation teachers for %d-step trajectories: %s", steps,
-                         ", ".join(f"{k} lr {v:.3g}" for k, v in self._teacher_rates[stage].items()))
-        return self._teacher_rates[stage]
+            self._teacher_rates[stage] = tune_teacher_groups(self.family, self._teacher_specs, steps, self.config.seed,
+                                                             self.config.imitation_tuning)
+            for label, rates in self._teacher_rates[stage]:
+                logging.info("imitation teachers for %d-step trajectories%s: %s", steps, f" on {label}" if label else "",
+                             ", ".join(f"{k} lr {v:.3g}" for k, v in rates.items()))
+        return self._teacher_rates[stage][group][1]
+
+    def _teacher_group(self, family: ProblemFamily) -> int:
+        """The tuning group of a training problem's family: 0, or its index among the mixture's members."""
+        if self.config.imitation_tuning == "family":
+            return 0
+        return next(i for i, member in enumerate(self.family.members) if member is family)
 
     def _imitation_epoch(self, epoch: int, num_steps: int, stage: int) -> EpochRecord:
         """The LSTM regressed onto the teachers' updates along their own trajectories (no augmentation:
         a teacher tuned on the family's problems would not be tuned for rescaled ones)."""
-        for teacher, lr in zip(self._teachers, self.teacher_rates(stage).values()):
+        problem = self._train_problem(epoch * self.config.problems_per_epoch)
+        family = problem.family or self.family
+        rates = self.teacher_rates(stage, self._teacher_group(family))
+        teachers = [self._teachers[name] for name in rates]
+        for teacher, lr in zip(teachers, rates.values()):
             teacher.set_learning_rate(lr)
             if hasattr(teacher, "set_horizon"):  # a scheduled teacher spans the stage's trajectories
                 teacher.set_horizon(num_steps)
-        problem = self._train_problem(epoch * self.config.problems_per_epoch)
-        family = problem.family or self.family
         names = problem.param_names
-        k = len(self._teachers)
+        k = len(teachers)
         params = [list(problem.params) for _ in range(k)]
         learner = [self.optimizer.init(problem.params, problem.num_functions, names=names) for _ in range(k)]
-        teacher = [t.init(problem.params, problem.num_functions, names=names) for t in self._teachers]
+        teacher = [t.init(problem.params, problem.num_functions, names=names) for t in teachers]
         data = [problem.data for _ in range(k)]
-        step = self._imitation_step(family)
+        step = self._imitation_step(family, tuple(rates))
         T = self.config.unroll_length
         losses, final, skipped = [], math.nan, 0
         for j in range(num_steps // T):
@@ -672,7 +698,8 @@ class MetaTrainer:
                                    "num_steps": self.config.epoch_num_steps(0, stage),
                                    "validation_steps": self.config.validation_steps(stage)}
         if self._teacher_rates:
-            extra["imitation_teachers"] = {str(k): v for k, v in self._teacher_rates.items()}
+            extra["imitation_teachers"] = {str(k): groups[0][1] if self.config.imitation_tuning == "family" else
+                                           dict(groups) for k, groups in self._teacher_rates.items()}
         saving.save_config(self.save_path, self.optimizer, {
             **self.metadata, **extra, "best_epoch": epoch,
             "best_validation_final_loss": best if math.isfinite(best) else None})

@@ -139,6 +139,11 @@ CASES = [
     ("zero evaluation period", ["{train}", "--evaluation_period=0"], "--evaluation_period=0: 0 is not"),
     ("zero skips", ["{train}", "--max_consecutive_skips=0"], "--max_consecutive_skips=0: 0 is not"),
     ("non-numeric loss weights", ["{train}", "--loss_weights=1,x"], "must be comma-separated numbers"),
+    ("member tuning without teachers", ["{train}", "--problem=mnist_mix", "--imitation_tuning=member"],
+     "--imitation_tuning=member tunes imitation teachers; give --imitation_teachers"),
+    ("member tuning of one family", ["{train}", "--imitation_teachers=nag", "--imitation_tuning=member_best"],
+     "--imitation_tuning=member_best needs a mixture of problem families (general, mnist_mix); "
+     "--problem=quadratic is one family"),
     ("unknown mix activation", ["{train}", "--problem=mnist_mix", "--mix_activations=swish"],
      "must list sigmoid, relu and/or tanh"),
     ("resume corrupt checkpoint", ["l2l_train", "--save_path={corrupt_ckpt}", "--resume", "{tiny}"],

@@ -139,6 +139,61 @@ def test_untuned_teachers_get_the_best_rate_of_the_grid():
         parse_teachers(["adam:-1"])
 
 
+class _SteepQuadratic(QuadraticFamily):
+    """Quadratics 100x as curved: SGD's best rate is about 100x smaller than on the plain ones."""
+
+    name = "steep_quadratic"
+
+    def loss(self, params, data, batch):
+        return 100.0 * super().loss(params, data, batch)
+
+
+def _quadratic_mixture():
+    from l2l_tf.problems.mixture import MixtureFamily
+
+    return MixtureFamily([QuadraticFamily(), _SteepQuadratic()], name="quadratic_mix")
+
+
+def test_teachers_tuned_per_member_fit_each_member_and_member_best_keeps_the_better_one():
+    from l2l_tf.imitation import tune_teacher_groups
+
+    mix, grid = _quadratic_mixture(), [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    (label, rates), = tune_teacher_groups(mix, parse_teachers(["sgd"]), 20, seed=0, grid=grid)
+    assert label == ""
+    groups = tune_teacher_groups(mix, parse_teachers(["sgd", "adam:0.1"]), 20, seed=0, tuning="member", grid=grid)
+    assert [g[0] for g in groups] == ["quadratic(num_dims=10, init_stddev=0.01)",
+                                      "steep_quadratic(num_dims=10, init_stddev=0.01)"]
+    plain, steep = (g[1] for g in groups)
+    assert steep["sgd"] <= plain["sgd"] / 10 and plain["adam"] == steep["adam"] == 0.1
+    # A teacher that cannot move (lr 1e-9) is never the best; the tuned one is kept on both members.
+    best = tune_teacher_groups(mix, parse_teachers(["adam:1e-9", "sgd"]), 20, seed=0, tuning="member_best", grid=grid)
+    assert [g[1] for g in best] == [{"sgd": plain["sgd"]}, {"sgd": steep["sgd"]}]
+    with pytest.raises(UserError, match="needs a mixture"):
+        tune_teacher_groups(QuadraticFamily(), parse_teachers(["sgd"]), 20, seed=0, tuning="member")
+
+
+def test_member_tuned_imitation_uses_each_members_own_teacher_and_records_the_rates(tmp_path):
+    import json
+
+    mix = _quadratic_mixture()
+    cfg = MetaTrainConfig(num_epochs=6, num_steps=20, imitation_teachers=("nag", "adam:1e-9"), imitation_ratio=(1.0,),
+                          imitation_tuning="member_best", evaluation_period=6, checkpoint_every=6, seed=1, **SMALL)
+    trainer = MetaTrainer(mix, CoordinatewiseLSTM(MODERN, seed=1), cfg, save_path=str(tmp_path))
+    result = trainer.train()
+    assert all(r.kind == "imitation" and math.isfinite(r.meta_loss) for r in result.history)
+    plain, steep = trainer.teacher_rates(0, 0), trainer.teacher_rates(0, 1)
+    assert set(plain) == set(steep) == {"nag"} and steep["nag"] < plain["nag"]
+    # One teacher trajectory per epoch (only the member's best teacher runs), one step per member and teacher set.
+    assert {r.optimizee_steps for r in result.history} == {20}
+    assert {names for _, names in trainer._imitation_steps} == {("nag",)}
+    recorded = json.loads((tmp_path / "optimizer.json").read_text())["imitation_teachers"]["0"]
+    assert recorded == {"quadratic(num_dims=10, init_stddev=0.01)": plain,
+                        "steep_quadratic(num_dims=10, init_stddev=0.01)": steep}
+    with pytest.raises(UserError, match="needs a mixture"):
+        MetaTrainer(QuadraticFamily(), CoordinatewiseLSTM(seed=1), MetaTrainConfig(
+            imitation_teachers=("nag",), imitation_ratio=(1.0,), imitation_tuning="member", **SMALL))
+
+
 def test_random_scaling_and_the_convex_term_keep_the_problem_and_change_its_geometry():
     family = QuadraticFamily()
     problem = family.sample("train", 0, range(3))
@@ -190,6 +245,8 @@ def test_training_settings_are_validated():
         MetaTrainConfig(meta_loss="squared")
     with pytest.raises(UserError, match="num_steps_range"):
         MetaTrainConfig(num_steps_range=(30, 10))
+    with pytest.raises(UserError, match="imitation_tuning must be one of"):
+        MetaTrainConfig(imitation_tuning="problem")
     assert MetaTrainConfig(relative_meta_loss=True).meta_loss == "relative"
 
 

@@ -24,6 +24,7 @@ from l2l_tf.cli import problem_flags
 from l2l_tf.errors import UserError
 from l2l_tf.optimizers import registry as architectures
 from l2l_tf.problems import problem_names
+from l2l_tf.problems.registry import family_spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "quadratic", problem_names(), "Problem family to meta-train on.")
@@ -56,6 +57,9 @@ flags.DEFINE_list("imitation_ratio", ["0"], "Probability that an epoch imitates 
                   "curriculum stage.")
 flags.DEFINE_enum("imitation_mode", "mean", ["mean", "max"], "Imitation loss over several teachers: their mean, or "
                   "the worst-imitated one (min-max amalgamation).")
+flags.DEFINE_enum("imitation_tuning", "family", ["family", "member", "member_best"], "Where untuned teachers' rates "
+                  "are tuned: on the whole family; per member of a mixture (--problem=mnist_mix, general); or per "
+                  "member, imitating there only the teacher of lowest tuned loss.")
 flags.DEFINE_float("param_scale_range", 0.0, "Random scaling of training problems: theta = c * theta', "
                    "c = exp(U(-r, r)) per coordinate (0: off; RNNprop used 3).", lower_bound=0.0, upper_bound=10.0)
 flags.DEFINE_integer("problems_per_epoch", 1, "MNIST, CIFAR, neural art: problems per epoch, side by side, each "
@@ -185,6 +189,19 @@ def initial_optimizer(opt_config):
     return optimizer
 
 
+def check_imitation_tuning() -> None:
+    """Per-member teacher tuning needs teachers and a mixture: refused before TensorFlow loads."""
+    if FLAGS.imitation_tuning == "family":
+        return
+    if not FLAGS.imitation_teachers:
+        raise UserError(f"--imitation_tuning={FLAGS.imitation_tuning} tunes imitation teachers; "
+                        "give --imitation_teachers")
+    if not family_spec(FLAGS.problem).mixture:
+        mixtures = [name for name in problem_names() if family_spec(name).mixture]
+        raise UserError(f"--imitation_tuning={FLAGS.imitation_tuning} needs a mixture of problem families "
+                        f"({', '.join(mixtures)}); --problem={FLAGS.problem} is one family")
+
+
 def make_strategy():
     """The --strategy, built before TensorFlow initializes its devices (None: the default).
 
@@ -251,6 +268,7 @@ def main(argv):
         logging.info("recipe %r for %s: %s", FLAGS.recipe, FLAGS.problem,
                      " ".join(f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in applied.items()))
     problem_flags.check_family_flags(FLAGS.problem)
+    check_imitation_tuning()
     save_path = FLAGS.save_path
     has_run = os.path.isdir(os.path.join(save_path, "checkpoints")) and os.listdir(os.path.join(save_path, "checkpoints"))
     if has_run and not FLAGS.resume:
@@ -283,7 +301,7 @@ def main(argv):
         "problem", "hidden_sizes", "activation", "labels", "batch_size", "param_groups", "num_epochs", "num_steps", "unroll_length", "learning_rate", "meta_batch_size", "clip_norm",
         "loss_weights", "relative_meta_loss", "second_derivatives", "gradient_checkpointing", "jit_compile", "evaluation_period",
         "evaluation_epochs", "seed", "init_from", "meta_loss", "num_steps_range", "curriculum", "curriculum_patience",
-        "imitation_teachers", "imitation_ratio", "imitation_mode", "param_scale_range", "convex_term", "problems_per_epoch",
+        "imitation_teachers", "imitation_ratio", "imitation_mode", "imitation_tuning", "param_scale_range", "convex_term", "problems_per_epoch",
         "mix_hidden_sizes", "mix_activations", "mix_log10_loss_scale")}}
     trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata, strategy=strategy)
     if trainer.num_replicas > 1:

@@ -52,6 +52,9 @@ class FamilySpec:
     factory: Callable[..., ProblemFamily]
     flags: tuple[str, ...] = ()
     settings: Callable[[Mapping[str, Any]], dict] | None = None
+    #: Builds a mixture of member families (`MixtureFamily`): what per-member options (imitation
+    #: teachers tuned per member) need, known before the family is built.
+    mixture: bool = False
 
     def kwargs(self, values: Mapping[str, Any]) -> dict:
         return dict(self.settings(values)) if self.settings else {name: values[name] for name in self.flags}
@@ -72,11 +75,12 @@ def declare_flag(spec: FlagSpec) -> FlagSpec:
 
 
 def register(name: str, factory: Callable[..., ProblemFamily], flags: Sequence[FlagSpec | str] = (),
-             settings: Callable[[Mapping[str, Any]], dict] | None = None) -> None:
+             settings: Callable[[Mapping[str, Any]], dict] | None = None, mixture: bool = False) -> None:
     """Makes `--problem=name` build `factory(**settings(values of flags))` in every binary.
 
     `flags` are `FlagSpec`s (or names of flags already declared, e.g. "data_dir"); without
-    `settings` the factory receives each flag's value under the flag's name.
+    `settings` the factory receives each flag's value under the flag's name; `mixture` says the
+    factory builds a `MixtureFamily`.
     """
     names = []
     for flag in flags:
@@ -84,7 +88,7 @@ def register(name: str, factory: Callable[..., ProblemFamily], flags: Sequence[F
         if spec is None:
             raise ValueError(f"unknown family flag {flag!r}; declare it with a FlagSpec")
         names.append(spec.name)
-    _FAMILIES[name] = FamilySpec(factory, tuple(names), settings)
+    _FAMILIES[name] = FamilySpec(factory, tuple(names), settings, mixture)
 
 
 def problem_names() -> list[str]:
@@ -180,7 +184,7 @@ register("mnist_mix", _mnist_mix, [
     settings=lambda v: {"hidden_sizes_options": [parse_int_list(h, "mix_hidden_sizes")
                                                  for h in v["mix_hidden_sizes"].split(";")],
                         "activations": v["mix_activations"], "log10_scale_range": v["mix_log10_loss_scale"],
-                        "batch_size": v["batch_size"], "data_dir": v["data_dir"]})
+                        "batch_size": v["batch_size"], "data_dir": v["data_dir"]}, mixture=True)
 
 
 def _cifar(name: str) -> Callable[..., ProblemFamily]:
@@ -233,4 +237,4 @@ register("general", _general, [
              check=lambda v: None if v == ["all"] else _general_members(v))],
     settings=lambda v: {"batch_size": v["batch_size"], "log10_scale_range": v["mix_log10_loss_scale"],
                         "data_dir": v["data_dir"], "members": None if v["general_members"] == ["all"]
-                        else tuple(v["general_members"])})
+                        else tuple(v["general_members"])}, mixture=True)
