@@ -201,6 +201,17 @@ def evaluate(family: ProblemFamily, learned: dict[str, Optimizer], baselines: di
 _SAME_PROBLEMS = ("problem", "problem_settings", "num_steps", "num_problems", "seed")
 
 
+def _comparable(value):
+    """`value` with every "data_source" that names an existing file by its real path, so that the
+    same data reached as ../shared/data/mnist.npz and /work/shared/data/mnist.npz compares equal."""
+    if isinstance(value, dict):
+        return {k: os.path.realpath(v) if k == "data_source" and isinstance(v, str) and os.path.exists(v)
+                else _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
 def reusable_baselines(path: str, family: ProblemFamily, num_steps: int, num_problems: int,
                        seed: int) -> tuple[dict, list[float]]:
     """The tuned baselines of an earlier results.json, if it evaluated the same test problems,
@@ -221,7 +232,7 @@ def reusable_baselines(path: str, family: ProblemFamily, num_steps: int, num_pro
     wanted = {"problem": family.name, "problem_settings": family.describe(), "num_steps": int(num_steps),
               "num_problems": int(num_problems), "seed": int(seed)}
     wanted = json.loads(json.dumps(wanted))  # tuples become lists, as in the file
-    differing = [k for k in _SAME_PROBLEMS if earlier.get(k) != wanted[k]]
+    differing = [k for k in _SAME_PROBLEMS if _comparable(earlier.get(k)) != _comparable(wanted[k])]
     if differing:
         what = "; ".join(f"{k} {earlier.get(k)!r} there, {wanted[k]!r} here" for k in differing)
         raise UserError(f"{path} evaluated other test problems ({what})")

@@ -114,3 +114,35 @@ def test_evaluate_pairs_every_learned_optimizer_with_every_baseline_and_can_reus
 
     with pytest.raises(UserError, match="other test problems"):
         evaluation.reusable_baselines(path, family, 15, 8, seed=3)
+
+
+def test_reused_baselines_match_the_same_data_file_by_any_path_and_not_another_file(tmp_path, monkeypatch):
+    """results.json records data_source as given: ../data/x.npz in one run, /abs/data/x.npz in the
+    next is the same data, and must not be refused; another file of the same name must be."""
+    import json
+    import shutil
+
+    from l2l_tf.errors import UserError
+
+    class Located(QuadraticFamily):
+        def __init__(self, source):
+            super().__init__()
+            self.source = source
+
+        def describe(self):
+            return {**super().describe(), "data_source": self.source}
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "data" / "x.npz").write_bytes(b"data")
+    shutil.copytree(tmp_path / "data", tmp_path / "other")
+    monkeypatch.chdir(tmp_path / "run")
+    earlier = {"problem": "quadratic", "problem_settings": Located("../data/x.npz").describe(), "num_steps": 5,
+               "num_problems": 2, "seed": 0, "learning_rate_grid": [0.1],
+               "optimizers": {"sgd": {"learning_rate": 0.1, "final_losses": [1.0, 2.0]}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(earlier))
+    reused, _ = evaluation.reusable_baselines(str(path), Located(str(tmp_path / "data" / "x.npz")), 5, 2, 0)
+    assert reused["sgd"]["final_losses"] == [1.0, 2.0]
+    with pytest.raises(UserError, match="other test problems"):
+        evaluation.reusable_baselines(str(path), Located(str(tmp_path / "other" / "x.npz")), 5, 2, 0)
