@@ -45,4 +45,4 @@ for s in "${SETTINGS[@]}"; do
   $PY bin/l2l_evaluate.py "${EVAL[@]}" "$1" --optimizer=L2L --path="$DEFAULT" --compare="$COMPARE" \
       --baselines_from="$OUT/base_$2/results.json" --output_dir="$OUT/eval_$2"
 done
-python reproduce/ablation_table.py "$OUT"
+$PY reproduce/ablation_table.py "$OUT"
