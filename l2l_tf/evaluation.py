@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from l2l_tf import files
-from l2l_tf.optimizers.base import Optimizer
+from l2l_tf.optimizers.base import Optimizer, set_horizon
 from l2l_tf.problems.base import Problem, ProblemFamily
 from l2l_tf.unroll import run_steps
 
@@ -58,6 +58,7 @@ class _Runner:
     def __call__(self, problem: Problem, num_steps: int) -> tuple[np.ndarray, Problem]:
         """(loss curves [num_steps + 1, functions], the problem at its final parameters and data)."""
         params, data = problem.params, problem.data
+        set_horizon(self.optimizer, num_steps)  # a variable: no retracing for another length
         state = self.optimizer.init(params, problem.num_functions, names=problem.param_names)
         state = self.optimizer.pack_state(state, params)  # the layout for many updates in one loop
         pieces, done = [], 0

@@ -5,6 +5,10 @@ The contract of an export directory (also in README, "Use a trained optimizer"):
     signature init_state(params: float32 [None])            -> {state name: float32 [None, units]}
     signature step(gradients: float32 [None], **state)      -> {"update": float32 [None], **next state}
 
+An optimizer with the progress feature (`LSTMOptimizerConfig.progress_feature`) also takes
+`horizon: float32 []` in `step`, the number of steps the whole run will have (its feature is
+min(t / horizon, 1)); its `moments` carry one more column, the step count.
+
 `params` and `gradients` are the flattened parameters/gradients of whatever is optimized
 (concatenate several tensors into one vector, or keep one state per tensor: the rule is
 coordinatewise, so both give the same updates). The update is *added* to the parameters.
@@ -57,6 +61,8 @@ FORMAT_VERSION = 1
 METADATA_FILE = "l2l_tf_export.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 DEFAULT_GROUP = "default"
+#: The step signature's extra input for optimizers with the progress feature: the trajectory's length.
+HORIZON = "horizon"
 #: Largest difference between exported and in-library updates accepted by the export check.
 VERIFY_TOLERANCE = 1e-6
 
@@ -66,7 +72,8 @@ def state_layout(config: LSTMOptimizerConfig) -> list[tuple[str, int]]:
     and "moments" for optimizers with Adam-normalized features (see `CoordinatewiseLSTM.state_layout`)."""
     layout = [(f"lstm_{i}_{part}", units) for i, units in enumerate(config.layers) for part in ("h", "c")]
     if config.preprocess in STATEFUL:
-        layout.append((MOMENTS, MomentFeatures(config.momentum_betas, config.rms_beta).width))
+        layout.append((MOMENTS, MomentFeatures(config.momentum_betas, config.rms_beta,
+                                               progress_feature=config.progress_feature).width))
     return layout
 
 
@@ -97,8 +104,15 @@ def _functions_for(optimizer: CoordinatewiseLSTM):
             (update,), (next_state,) = optimizer.update([gradients], [tuple(states)], [gradients])
         return {"update": update, **{name: t for (name, _), t in zip(layout, next_state)}}
 
+    def step_with_horizon(gradients, horizon, *states):
+        with optimizer.horizon_input(horizon):
+            return step(gradients, *states)
+
     init_fn = tf.function(init_state, input_signature=[tf.TensorSpec([None], tf.float32, name="params")])
-    step_fn = tf.function(step, input_signature=[tf.TensorSpec([None], tf.float32, name="gradients")] + [
+    inputs = [tf.TensorSpec([None], tf.float32, name="gradients")]
+    if optimizer.config.progress_feature:
+        inputs.append(tf.TensorSpec([], tf.float32, name=HORIZON))
+    step_fn = tf.function(step_with_horizon if optimizer.config.progress_feature else step, input_signature=inputs + [
         tf.TensorSpec([None, units], tf.float32, name=name) for name, units in layout])
     return init_fn, step_fn
 
@@ -165,15 +179,22 @@ def _verify(export_dir: str, groups: dict[str, CoordinatewiseLSTM]) -> None:
         init, step = loaded.signatures[names["init_state"][0]], loaded.signatures[names["step"][0]]
         params = tf.zeros([37])
         state, ref_state = init(params=params), opt.init([params])
-        for _ in range(3):
-            # Magnitudes from 1e-7 to 1e2 exercise both branches of the log/sign preprocessing.
-            g = tf.constant(rng.standard_normal(37) * 10.0 ** rng.uniform(-7, 2, 37), tf.float32)
-            out = step(gradients=g, **state)
-            ref, ref_state = opt.update([g], ref_state, [params])
-            diff = float(np.max(np.abs(out.pop("update").numpy() - ref[0].numpy())))
-            if not diff <= VERIFY_TOLERANCE:
-                raise RuntimeError(f"exported group {group!r} differs from the library by {diff:.3g}")
-            state = out
+        extra = {HORIZON: tf.constant(5.0)} if opt.config.progress_feature else {}
+        with opt.horizon_input(tf.constant(5.0)):  # the library's side of the same horizon
+            _verify_steps(group, opt, step, state, ref_state, params, extra, rng)
+
+
+def _verify_steps(group, opt, step, state, ref_state, params, extra, rng) -> None:
+    """Three random steps of the export's `step` against the library's update."""
+    for _ in range(3):
+        # Magnitudes from 1e-7 to 1e2 exercise both branches of the log/sign preprocessing.
+        g = tf.constant(rng.standard_normal(37) * 10.0 ** rng.uniform(-7, 2, 37), tf.float32)
+        out = step(gradients=g, **extra, **state)
+        ref, ref_state = opt.update([g], ref_state, [params])
+        diff = float(np.max(np.abs(out.pop("update").numpy() - ref[0].numpy())))
+        if not diff <= VERIFY_TOLERANCE:
+            raise RuntimeError(f"exported group {group!r} differs from the library by {diff:.3g}")
+        state = out
 
 
 def export_optimizer(optimizer: CoordinatewiseLSTM, export_dir: str, training: dict[str, Any] | None = None,
@@ -282,7 +303,8 @@ def _check_signatures(export_dir: str, metadata: dict[str, Any]) -> None:
     for group in metadata["groups"]:
         config = LSTMOptimizerConfig.from_dict(group["optimizer"])
         state = {name for name, _ in state_layout(config)}
-        expected = {"init_state": ({"params"}, state), "step": ({"gradients"} | state, {"update"} | state)}
+        step_inputs = {"gradients"} | state | ({HORIZON} if config.progress_feature else set())
+        expected = {"init_state": ({"params"}, state), "step": (step_inputs, {"update"} | state)}
         for kind, names in group.get("signatures", {}).items():
             if kind not in expected:
                 continue

@@ -30,7 +30,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from l2l_tf.errors import UserError
-from l2l_tf.optimizers.base import Optimizer
+from l2l_tf.optimizers.base import Optimizer, set_horizon
 from l2l_tf.optimizers.hand_designed import TEACHERS, make_hand_designed
 from l2l_tf.unroll import _batch_at, _losses_state_grads
 
@@ -91,8 +91,7 @@ def _tune(family, specs, num_steps, seed, num_problems, grid, score_fixed) -> di
             tuned[spec.name] = (spec.learning_rate, float("nan"))
             continue
         teacher = make_hand_designed(spec.name)
-        if hasattr(teacher, "set_horizon"):
-            teacher.set_horizon(num_steps)
+        set_horizon(teacher, num_steps)
         problems = lambda: sample_problems(family, "validation", seed + 7919, num_problems)  # noqa: E731
         points = [spec.learning_rate] if spec.learning_rate is not None else grid
         rate, scores = tune_learning_rate(family, teacher, points, problems, num_steps)

@@ -126,6 +126,24 @@ def _lstm_step(lstm: CoordinatewiseLSTM, gradient: tf.Tensor, state: tuple, lear
     return step, stored, finite
 
 
+def _check_total_steps(total_steps: Any, learned: CoordinatewiseLSTM | GroupedLSTM) -> int | None:
+    """`total_steps` as an int for an optimizer with the progress feature (where it is required),
+    None for the others (where giving it is an error rather than a silently ignored argument)."""
+    config = learned.config
+    progress = getattr(getattr(config, "optimizer", config), "progress_feature", False)
+    if not progress:
+        if total_steps is not None:
+            raise UserError("total_steps applies to learned optimizers trained with the progress feature; "
+                            "this one has none")
+        return None
+    if total_steps is None:
+        raise UserError("this learned optimizer was trained with the progress feature: give total_steps, the "
+                        "number of steps training will run (epochs x steps per epoch)")
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+        raise UserError(f"total_steps must be a positive integer, got {total_steps!r}")
+    return int(total_steps)
+
+
 class _StepFunction:
     """`_lstm_step` bound to one LSTM and storage dtype, XLA-compiled if asked.
 
@@ -168,6 +186,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       jit_compile: compile each variable's update math with XLA (default False; for GPUs, where
         the fused CPU kernel does not run; RESULTS.md measures it on a CPU); the first step
         compiles once per distinct variable size.
+      total_steps: for optimizers trained with the progress feature (their config says
+        `progress_feature`), the number of training steps `model.fit` will run (epochs x steps
+        per epoch): they schedule their steps over it, as they were trained to. Required by
+        them and refused by the others, whose rule has no notion of a horizon.
       name, **kwargs: as for every Keras optimizer (weight_decay, clipnorm, global_clipnorm,
         use_ema, gradient_accumulation_steps, ...).
       lstm, phi, provenance: what `get_config` records; `from_config` passes them back.
@@ -196,7 +218,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     """
 
     def __init__(self, source=None, learning_rate=1.0, name: str | None = None, *,
-                 state_dtype: str = "float32", jit_compile: bool = False,
+                 state_dtype: str = "float32", jit_compile: bool = False, total_steps: int | None = None,
                  lstm: dict[str, Any] | None = None, phi: list | None = None,
                  provenance: dict[str, Any] | None = None, **kwargs):
         if isinstance(learning_rate, int) and not isinstance(learning_rate, bool):
@@ -223,6 +245,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             provenance = {"source": info["source"].describe(), "kind": info["source"].kind,
                           "training": info["training"]}
         self._learned = _build_lstm(lstm, phi)
+        self._total_steps = _check_total_steps(total_steps, self._learned)
+        if self._total_steps is not None:
+            self._learned.set_horizon(self._total_steps)
         self._source = recorded
         self._provenance = dict(provenance or {})
 
@@ -235,6 +260,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def source(self) -> str | None:
         """The path or bundled name this optimizer was loaded from (None if built from an object)."""
         return self._source
+
+    @property
+    def total_steps(self) -> int | None:
+        """The horizon a progress-feature optimizer schedules over (None for the others)."""
+        return self._total_steps
 
     @property
     def state_dtype(self) -> str:
@@ -290,6 +320,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             "source": self._source,
             "state_dtype": self._state_dtype,
             "jit_compile": self._jit_compile,
+            "total_steps": self._total_steps,
             "lstm": self._learned.config.to_dict(),
             "phi": [v.numpy().astype(np.float32).tolist() for v in self._learned.meta_variables],
             "provenance": self._provenance,

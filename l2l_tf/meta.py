@@ -37,7 +37,7 @@ from l2l_tf.evaluation import run_trajectories, sample_problems
 from l2l_tf.imitation import MODES as IMITATION_MODES
 from l2l_tf.imitation import TUNINGS as IMITATION_TUNINGS
 from l2l_tf.imitation import imitation_gradient, make_teachers, parse_teachers, tune_teacher_groups
-from l2l_tf.optimizers.base import Optimizer
+from l2l_tf.optimizers.base import Optimizer, set_horizon
 from l2l_tf.problems.augment import Augmentation, augment
 from l2l_tf.problems.base import ProblemFamily, function_rng
 from l2l_tf.unroll import run_steps, run_steps_recomputed
@@ -482,6 +482,7 @@ class MetaTrainer:
         cfg = self.config
         stage = int(self.stage.numpy())
         num_steps = cfg.epoch_num_steps(epoch, stage)
+        set_horizon(self.optimizer, num_steps)
         p = cfg.imitation_probability(stage) if self._teacher_specs else 0.0
         if p and np.random.default_rng([cfg.seed, epoch, 4242]).random() < p:
             return self._imitation_epoch(epoch, num_steps, stage)
@@ -514,8 +515,7 @@ class MetaTrainer:
         teachers = [self._teachers[name] for name in rates]
         for teacher, lr in zip(teachers, rates.values()):
             teacher.set_learning_rate(lr)
-            if hasattr(teacher, "set_horizon"):  # a scheduled teacher spans the stage's trajectories
-                teacher.set_horizon(num_steps)
+            set_horizon(teacher, num_steps)  # a scheduled teacher spans the stage's trajectories
         names = problem.param_names
         k = len(teachers)
         params = [list(problem.params) for _ in range(k)]

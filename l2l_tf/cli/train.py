@@ -89,6 +89,10 @@ flags.DEFINE_integer("input_layer", 0, "Units of a dense ELU layer between the f
 flags.DEFINE_bool("magnitude_feature", False, "--preprocess=adam: also feed the gradient's scale, "
                   "max(0, 1 + log(sqrt(v)) / --preprocess_p), so the LSTM can make steps proportional to the gradient "
                   "(NAG's) and not only Adam-like ones.")
+flags.DEFINE_bool("time_features", False, "--preprocess=adam: also feed 1 - beta^t of every moment timescale, a "
+                  "saturating clock with which the LSTM can follow a learning-rate schedule.")
+flags.DEFINE_bool("progress_feature", False, "--preprocess=adam: also feed the fraction of the trajectory done, "
+                  "min(t / T, 1); evaluations and meta-training tell the optimizer T (its number of steps).")
 flags.DEFINE_enum("output", "linear", ["linear", "tanh"], "The LSTM's read-out: linear (the paper) or "
                   "output_scale * tanh (no coordinate ever moves by more than --output_scale).")
 flags.DEFINE_bool("zero_update_at_zero_gradient", False, "No bias where it would move a coordinate whose gradients "
@@ -168,7 +172,8 @@ def _pair(text: str, name: str) -> tuple[int, int] | None:
 #: Flags that set the architecture; with --init_from it is the loaded optimizer's.
 ARCHITECTURE_FLAGS = ("lstm_layers", "preprocess", "preprocess_p", "output_scale", "max_update",
                       "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups", "momentum_betas",
-                      "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient", "magnitude_feature")
+                      "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient", "magnitude_feature",
+                      "time_features", "progress_feature")
 
 
 def initial_optimizer(opt_config):
@@ -254,7 +259,9 @@ def optimizer_config_from_flags(values):
                                  momentum_betas=cli.parse_float_list(",".join(values.momentum_betas), "momentum_betas"),
                                  rms_beta=values.rms_beta, input_layer=values.input_layer, output=values.output,
                                  zero_update_at_zero_gradient=values.zero_update_at_zero_gradient,
-                                 magnitude_feature=values.magnitude_feature, **architecture_settings())
+                                 magnitude_feature=values.magnitude_feature, time_features=values.time_features,
+                                 progress_feature=values.progress_feature,
+                                 **architecture_settings())
     if values.param_groups:
         from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups
         config = GroupedConfig(parse_groups(values.param_groups), config)

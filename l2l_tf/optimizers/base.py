@@ -77,3 +77,11 @@ class Optimizer(tf.Module, abc.ABC):
         """Convenience: one step, returning (new params, new state)."""
         updates, state = self.update(grads, state, params)
         return [p + u for p, u in zip(params, updates)], state
+
+
+def set_horizon(optimizer, num_steps: int) -> None:
+    """Tells an optimizer that knows of horizons (a learned one with the progress feature, a
+    scheduled teacher) how many steps its trajectories have; others are left as they are."""
+    setter = getattr(optimizer, "set_horizon", None)
+    if setter is not None:
+        setter(int(num_steps))

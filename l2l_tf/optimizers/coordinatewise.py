@@ -10,6 +10,7 @@ the matmuls runs in one fused C++ kernel (l2l_tf/kernels), the same math as Kera
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,6 +28,8 @@ from l2l_tf.optimizers.preprocessing import PREPROCESSORS, STATEFUL, MomentFeatu
 #: The architecture name of this module's optimizer (every architecture: l2l_tf/optimizers/registry.py).
 ARCHITECTURE = "coordinatewise_lstm"
 MEMORY_KINDS = ("lbfgs", "full")
+#: The progress feature's horizon until `set_horizon` is called: the paper's MNIST trajectory length.
+DEFAULT_HORIZON = 100
 OUTPUTS = ("linear", "tanh")
 
 
@@ -63,6 +66,11 @@ class LSTMOptimizerConfig:
         coordinate whose gradients were all zero (the input layer, the LSTM's cell-candidate
         gate, the read-out), so with features that vanish with the gradient ("adam") such a
         coordinate gets exactly zero updates: frozen or unused parameters stay put.
+      time_features: preprocess="adam": also feed 1 - beta^t for every moment's timescale (see
+        `MomentFeatures`), a saturating clock with which the network can follow a schedule.
+      progress_feature: preprocess="adam": also feed min(t / T, 1), the fraction of a horizon of T
+        steps done (see `MomentFeatures`); T is told with `CoordinatewiseLSTM.set_horizon` (the
+        evaluator and the meta-trainer set it to the trajectory's length).
     """
 
     layers: tuple[int, ...] = (20, 20)
@@ -80,6 +88,8 @@ class LSTMOptimizerConfig:
     output: str = "linear"
     zero_update_at_zero_gradient: bool = False
     magnitude_feature: bool = False
+    time_features: bool = False
+    progress_feature: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(u) for u in self.layers))
@@ -121,6 +131,14 @@ class LSTMOptimizerConfig:
         if self.magnitude_feature and self.preprocess not in STATEFUL:
             raise UserError("magnitude_feature applies to preprocess 'adam' (the paper's log/sign features carry the "
                             "magnitude already)")
+        if self.time_features and self.preprocess not in STATEFUL:
+            raise UserError("time_features applies to preprocess 'adam' (the clock is read from its moments' "
+                            "normalizers)")
+        for name in ("time_features", "progress_feature"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.progress_feature and self.preprocess not in STATEFUL:
+            raise UserError("progress_feature applies to preprocess 'adam' (the step count is kept with its moments)")
         if self.zero_update_at_zero_gradient and self.preprocess not in STATEFUL:
             raise UserError(f"zero_update_at_zero_gradient needs features that vanish with the gradient "
                             f"(preprocess 'adam'); {self.preprocess!r} features of a zero gradient are not zero")
@@ -219,7 +237,9 @@ class CoordinatewiseLSTM(Optimizer):
         self.config = cfg = config or LSTMOptimizerConfig()
         if cfg.preprocess in STATEFUL:
             self._moments = MomentFeatures(cfg.momentum_betas, cfg.rms_beta,
-                                           magnitude_p=cfg.preprocess_p if cfg.magnitude_feature else 0.0)
+                                           magnitude_p=cfg.preprocess_p if cfg.magnitude_feature else 0.0,
+                                           time_features=cfg.time_features,
+                                           progress_feature=cfg.progress_feature)
             self._preprocess, num_features = None, self._moments.num_features
         else:
             self._moments = None
@@ -245,10 +265,30 @@ class CoordinatewiseLSTM(Optimizer):
         self._output = keras.layers.Dense(1 + self.extra_outputs, kernel_initializer=init(100), use_bias=not no_bias,
                                           name="output", dtype=COMPUTE_DTYPE)
         self._output.build((None, cfg.layers[-1]))
+        #: The horizon T of the progress feature: a variable, so that a new trajectory length
+        #: (a curriculum stage, an evaluation) does not retrace compiled loops.
+        self.horizon = tf.Variable(float(DEFAULT_HORIZON), trainable=False, dtype=tf.float32, name="horizon")
+        self._horizon_input = None  # a tensor in place of the variable, while an export traces `step`
         # Keras' gate order is i, f, g (cell candidate), o: without the g bias, a zero input and
         # a zero state give a zero cell and hidden state, so nothing moves at zero gradient.
         self._bias_masks = [tf.constant(np.repeat([1.0, 1.0, 0.0, 1.0], u).astype(np.float32)) if no_bias else None
                             for u in cfg.layers]
+
+    def set_horizon(self, steps: int) -> None:
+        """Tells the progress feature (if the config has it) how many steps the trajectory has."""
+        if not steps > 0:
+            raise UserError(f"the horizon must be a positive number of steps, got {steps}")
+        self.horizon.assign(float(steps))
+
+    @contextlib.contextmanager
+    def horizon_input(self, horizon: tf.Tensor):
+        """Within it, the progress feature reads `horizon` (e.g. a SavedModel signature's input)
+        instead of the `horizon` variable, which an export does not carry."""
+        self._horizon_input = horizon
+        try:
+            yield
+        finally:
+            self._horizon_input = None
 
     @property
     def meta_variables(self) -> list:
@@ -332,7 +372,8 @@ class CoordinatewiseLSTM(Optimizer):
         """The network's input features of a [N] gradient (and the next moments, if kept)."""
         if self._moments is None:
             return self._preprocess(g, self.config.preprocess_p), None
-        return self._moments(g, moments)
+        horizon = self.horizon if self._horizon_input is None else self._horizon_input
+        return self._moments(g, moments, horizon)
 
     def _cell_bias(self, layer: int, cell) -> tf.Tensor:
         mask = self._bias_masks[layer]

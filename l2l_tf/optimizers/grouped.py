@@ -118,6 +118,10 @@ class GroupedLSTM(Optimizer):
     def meta_variables(self) -> list:
         return [v for opt in self.optimizers.values() for v in opt.meta_variables]
 
+    def set_horizon(self, steps: int) -> None:
+        for opt in self.optimizers.values():
+            opt.set_horizon(steps)
+
     def group_of(self, name: str) -> str:
         """The group whose pattern is found first in `name`; a name no group takes is an error."""
         for group, pattern in self._patterns:

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 from l2l_tf import files  # noqa: E402
 from l2l_tf.errors import UserError  # noqa: E402
-from l2l_tf.optimizers.base import Optimizer  # noqa: E402
+from l2l_tf.optimizers.base import Optimizer, set_horizon  # noqa: E402
 from l2l_tf.optimizers.coordinatewise import CoordinatewiseLSTM  # noqa: E402
 from l2l_tf.problems.base import Problem, ProblemFamily  # noqa: E402
 from l2l_tf.unroll import loss_and_grads  # noqa: E402
@@ -49,6 +49,8 @@ def update_history(family: ProblemFamily, learned: Optimizer, problem: Problem, 
         raise UserError(f"coordinates {bad} out of range: the problem has {total} coordinates")
     owner = problem.family or family
     idx = tf.constant(coordinates)
+    for opt in (learned, *baselines.values()):
+        set_horizon(opt, num_steps)
     state = learned.init(params, problem.num_functions, names=problem.param_names)
     base_states = {name: opt.init(params, problem.num_functions, names=problem.param_names)
                    for name, opt in baselines.items()}
