@@ -63,3 +63,13 @@ def test_every_recipe_is_documented_in_results():
     results = open(os.path.join(ROOT, "RESULTS.md"), encoding="utf-8").read()
     for problem in recipes.DEFAULTS:
         assert f"`--problem={problem}` default recipe" in results, problem
+
+
+def test_ramp_loss_weights_rise_linearly_with_mean_one(parsed):
+    values = parsed("--loss_weights=ramp", "--unroll_length=4", "--num_steps=8")
+    config = train.meta_config_from_flags(values)
+    assert config.loss_weights == pytest.approx((0.4, 0.8, 1.2, 1.6))
+    assert train.loss_weights_from_flag("", 4) is None
+    assert list(train.loss_weights_from_flag("1,2", 2)) == [1.0, 2.0]
+    with pytest.raises(flags.IllegalFlagValueError):
+        parsed("--loss_weights=ramps")

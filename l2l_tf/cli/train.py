@@ -14,6 +14,7 @@ import resource
 import signal
 import sys
 import time
+from typing import Sequence
 
 
 from absl import flags, logging
@@ -39,7 +40,9 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate on the meta-parame
 flags.DEFINE_integer("meta_batch_size", 128, "Independent functions per training problem (vectorized families).",
                      lower_bound=1)
 flags.DEFINE_float("clip_norm", 1.0, "Global-norm clipping of the meta-gradient.", lower_bound=1e-12)
-flags.DEFINE_string("loss_weights", "", "Comma-separated w_1..w_T of the meta-loss (default: all ones).")
+flags.DEFINE_string("loss_weights", "", "Comma-separated w_1..w_T of the meta-loss (default: all ones), or 'ramp': "
+                    "w_t = 2t / (T + 1), rising linearly over each unroll of T steps (mean 1), so the steps that "
+                    "decide an unroll's final loss weigh most.")
 flags.DEFINE_bool("relative_meta_loss", False, "Divide each function's losses in a truncation by its loss at the "
                   "truncation's start, so late truncations weigh as much as the first (= --meta_loss=relative).")
 flags.DEFINE_enum("meta_loss", "sum", ["sum", "relative", "log_ratio"], "The meta-loss of a truncation: sum_t w_t f_t "
@@ -123,7 +126,7 @@ flags.DEFINE_string("init_from", "", "Start phi from this trained optimizer (a t
                     "--learning_rate or a new problem family. Its architecture is used as saved.")
 cli.validate_flags_nonempty("save_path")
 cli.validate_parsed("lstm_layers", lambda v: cli.parse_int_list(v, "lstm_layers"))
-cli.validate_parsed("loss_weights", lambda v: cli.parse_float_list(v, "loss_weights"))
+cli.validate_parsed("loss_weights", lambda v: v.strip() == RAMP or cli.parse_float_list(v, "loss_weights"))
 cli.validate_parsed("curriculum", lambda v: cli.parse_int_list(v, "curriculum"))
 cli.validate_output_dirs("save_path")
 
@@ -233,12 +236,25 @@ def make_strategy():
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+#: --loss_weights' keyword for linearly rising weights.
+RAMP = "ramp"
+
+
+def loss_weights_from_flag(text: str, unroll_length: int) -> Sequence[float] | None:
+    """--loss_weights as numbers: None (all ones) when empty, 2t / (T + 1) for t = 1..T with "ramp"."""
+    if not text.strip():
+        return None
+    if text.strip() == RAMP:
+        return [2.0 * t / (unroll_length + 1) for t in range(1, unroll_length + 1)]
+    return cli.parse_float_list(text, "loss_weights")
+
+
 def meta_config_from_flags(values):
     """The MetaTrainConfig the flags describe: each flag is the field of the same name."""
     from l2l_tf.meta import MetaTrainConfig
 
     parsed = {
-        "loss_weights": cli.parse_float_list(values.loss_weights, "loss_weights") if values.loss_weights else None,
+        "loss_weights": loss_weights_from_flag(values.loss_weights, values.unroll_length),
         "num_steps_range": _pair(values.num_steps_range, "num_steps_range"),
         "curriculum": cli.parse_int_list(values.curriculum, "curriculum") if values.curriculum else (),
         "imitation_teachers": tuple(values.imitation_teachers),
