@@ -2,7 +2,7 @@
 against the same NAG with a decaying rate, each tuned per horizon, on the same test problems.
 
 Usage:
-    python reproduce/nag_schedules.py --data_dir=../shared/data --output=results/nag_schedules.md
+    python reproduce/nag_schedules.py --data_dir=../shared/data --output=results/mnist_schedules/nag_schedules.md
 
 Why it exists: a learned optimizer beats tuned constant-rate NAG by learning *something* NAG
 cannot do. A schedule is one such thing, and this measures its size, and whether a schedule
