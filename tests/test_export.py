@@ -123,7 +123,8 @@ def test_metadata_records_what_a_loader_needs(tiny_trained, tiny_export):
                                   "preprocess_p": 10.0, "output_scale": 0.1, "max_update": 0.0, "num_gac": 0,
                                   "memory": "lbfgs", "memory_slots": 10, "momentum_betas": [0.95], "rms_beta": 0.95,
                                   "input_layer": 0, "output": "linear", "zero_update_at_zero_gradient": False,
-                                  "magnitude_feature": False, "time_features": False, "progress_feature": False}
+                                  "magnitude_feature": False, "time_features": False, "progress_feature": False,
+                                  "base_learning_rate": 0.0, "base_momentum": 0.9}
     assert group["signatures"] == {"init_state": ["init_state"], "step": ["step"]}
     assert [s["name"] for s in group["state"]] == ["lstm_0_h", "lstm_0_c", "lstm_1_h", "lstm_1_c"]
     assert group["num_meta_parameters"] == 5141

@@ -96,8 +96,14 @@ flags.DEFINE_bool("time_features", False, "--preprocess=adam: also feed 1 - beta
                   "saturating clock with which the LSTM can follow a learning-rate schedule.")
 flags.DEFINE_bool("progress_feature", False, "--preprocess=adam: also feed the fraction of the trajectory done, "
                   "min(t / T, 1); evaluations and meta-training tell the optimizer T (its number of steps).")
-flags.DEFINE_enum("output", "linear", ["linear", "tanh"], "The LSTM's read-out: linear (the paper) or "
-                  "output_scale * tanh (no coordinate ever moves by more than --output_scale).")
+flags.DEFINE_enum("output", "linear", ["linear", "tanh", "momentum"], "The LSTM's read-out: linear (the paper), "
+                  "output_scale * tanh (no coordinate ever moves by more than --output_scale), or momentum: a learned "
+                  "per-coordinate rescaling of NAG's update at --base_learning_rate/--base_momentum plus "
+                  "output_scale * tanh (needs --preprocess=adam; the untrained network is that NAG).")
+flags.DEFINE_float("base_learning_rate", 0.0, "--output=momentum: the learning rate of the NAG update the LSTM "
+                   "rescales (e.g. tuned NAG's on the training problems).", lower_bound=0.0)
+flags.DEFINE_float("base_momentum", 0.9, "--output=momentum: NAG's momentum; must be one of --momentum_betas.",
+                   lower_bound=0.0, upper_bound=1 - 1e-9)
 flags.DEFINE_bool("zero_update_at_zero_gradient", False, "No bias where it would move a coordinate whose gradients "
                   "were all zero (needs --preprocess=adam): frozen or unused parameters stay exactly put.")
 flags.DEFINE_float("output_scale", 0.1, "Scale of the LSTM's output.", lower_bound=1e-12)
@@ -176,7 +182,7 @@ def _pair(text: str, name: str) -> tuple[int, int] | None:
 ARCHITECTURE_FLAGS = ("lstm_layers", "preprocess", "preprocess_p", "output_scale", "max_update",
                       "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups", "momentum_betas",
                       "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient", "magnitude_feature",
-                      "time_features", "progress_feature")
+                      "time_features", "progress_feature", "base_learning_rate", "base_momentum")
 
 
 def initial_optimizer(opt_config):
@@ -277,6 +283,7 @@ def optimizer_config_from_flags(values):
                                  zero_update_at_zero_gradient=values.zero_update_at_zero_gradient,
                                  magnitude_feature=values.magnitude_feature, time_features=values.time_features,
                                  progress_feature=values.progress_feature,
+                                 base_learning_rate=values.base_learning_rate, base_momentum=values.base_momentum,
                                  **architecture_settings())
     if values.param_groups:
         from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups

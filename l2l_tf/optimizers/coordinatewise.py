@@ -30,7 +30,10 @@ ARCHITECTURE = "coordinatewise_lstm"
 MEMORY_KINDS = ("lbfgs", "full")
 #: The progress feature's horizon until `set_horizon` is called: the paper's MNIST trajectory length.
 DEFAULT_HORIZON = 100
-OUTPUTS = ("linear", "tanh")
+OUTPUTS = ("linear", "tanh", "momentum")
+#: output="momentum": the read-out scales the base rate by exp(MOMENTUM_LR_RANGE * tanh(r)), a
+#: per-coordinate factor between about 0.14 and 7.4.
+MOMENTUM_LR_RANGE = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +61,16 @@ class LSTMOptimizerConfig:
         (RNNprop's input layer).
       output: "linear" (the paper: output_scale times a linear read-out) or "tanh"
         (output_scale * tanh(read-out): no coordinate ever moves by more than output_scale, so an
-        out-of-distribution gradient cannot produce an explosive step).
+        out-of-distribution gradient cannot produce an explosive step), or "momentum": a learned
+        correction of Nesterov momentum, update = -lr * exp(2 tanh(r_1)) * (g + mu m / (1 - mu))
+        + output_scale * tanh(r_2) per coordinate, with m the running average of the gradient at
+        timescale mu (m / (1 - mu) is NAG's velocity exactly) and lr, mu `base_learning_rate`,
+        `base_momentum`. The read-out starts at zero, so an untrained network *is* NAG at that
+        rate, and meta-training only has to learn where to take larger or smaller steps than NAG
+        and what to add (needs preprocess="adam").
+      base_learning_rate, base_momentum: output="momentum": the learning rate lr and momentum mu of
+        the NAG update the network rescales (mu must be one of `momentum_betas`, whose running
+        average the rule reuses as NAG's velocity).
       magnitude_feature: preprocess="adam": also feed the gradient's scale, max(0, 1 +
         log(sqrt(v_hat)) / preprocess_p) (see `MomentFeatures`): without it the network can
         only represent Adam-like rules, not steps proportional to the gradient (NAG's).
@@ -86,6 +98,8 @@ class LSTMOptimizerConfig:
     rms_beta: float = 0.95
     input_layer: int = 0
     output: str = "linear"
+    base_learning_rate: float = 0.0
+    base_momentum: float = 0.9
     zero_update_at_zero_gradient: bool = False
     magnitude_feature: bool = False
     time_features: bool = False
@@ -126,6 +140,15 @@ class LSTMOptimizerConfig:
             raise UserError(f"input_layer must be >= 0 (0: none), got {self.input_layer}")
         if self.output not in OUTPUTS:
             raise UserError(f"unknown output {self.output!r}; expected one of {OUTPUTS}")
+        if self.output == "momentum":
+            if self.preprocess not in STATEFUL:
+                raise UserError("output 'momentum' needs preprocess 'adam' (it reuses the running average of the "
+                                "gradient as NAG's velocity)")
+            if not (self.base_learning_rate > 0 and math.isfinite(self.base_learning_rate)):
+                raise UserError(f"output 'momentum' needs base_learning_rate > 0, got {self.base_learning_rate}")
+            if float(self.base_momentum) not in self.momentum_betas:
+                raise UserError(f"base_momentum {self.base_momentum} must be one of momentum_betas "
+                                f"{list(self.momentum_betas)}")
         if not isinstance(self.zero_update_at_zero_gradient, (bool, np.bool_)):
             raise UserError(f"zero_update_at_zero_gradient must be true or false, got {self.zero_update_at_zero_gradient!r}")
         if self.magnitude_feature and self.preprocess not in STATEFUL:
@@ -262,7 +285,11 @@ class CoordinatewiseLSTM(Optimizer):
         ]
         self._cell = keras.layers.StackedRNNCells(cells, name="stacked_lstm", dtype=COMPUTE_DTYPE)
         self._cell.build((None, num_features))
-        self._output = keras.layers.Dense(1 + self.extra_outputs, kernel_initializer=init(100), use_bias=not no_bias,
+        momentum_output = cfg.output == "momentum"
+        # The "momentum" read-out starts at zero: the untrained rule is NAG at the base rate.
+        self._output = keras.layers.Dense((2 if momentum_output else 1) + self.extra_outputs,
+                                          kernel_initializer="zeros" if momentum_output else init(100),
+                                          use_bias=not no_bias,
                                           name="output", dtype=COMPUTE_DTYPE)
         self._output.build((None, cfg.layers[-1]))
         #: The horizon T of the progress feature: a variable, so that a new trajectory length
@@ -403,6 +430,22 @@ class CoordinatewiseLSTM(Optimizer):
             step = tf.clip_by_value(step, -self.config.max_update, self.config.max_update)
         return step
 
+    def _read_out(self, raw: tf.Tensor, g: tf.Tensor, moments: tf.Tensor | None) -> tf.Tensor:
+        """The [N] update from the [N, outputs] read-out (and, for output="momentum", the [N]
+        gradient and the updated moments)."""
+        if self.config.output != "momentum":
+            return self._scale_and_clip(tf.reshape(raw, [-1]))
+        cfg = self.config
+        mu = cfg.base_momentum
+        column = cfg.momentum_betas.index(mu)
+        velocity = moments[:, column] / (1.0 - mu)  # sum_k mu^(t-k) g_k: NAG's velocity
+        nag = g + mu * velocity
+        scale = tf.exp(MOMENTUM_LR_RANGE * tf.tanh(raw[:, 0]))
+        step = -cfg.base_learning_rate * scale * nag + cfg.output_scale * tf.tanh(raw[:, 1])
+        if cfg.max_update > 0:
+            step = tf.clip_by_value(step, -cfg.max_update, cfg.max_update)
+        return step
+
     def step(self, g: tf.Tensor, joined: list) -> tuple[tf.Tensor, list]:
         """The rule on one [N] gradient and its joined state: ([N] update, next joined state)."""
         layers = self._pairs(joined)
@@ -410,7 +453,7 @@ class CoordinatewiseLSTM(Optimizer):
         features, moments = self._features(g, moments)
         x = self._input(features) if self._input is not None else features
         out, new_layers = self._lstm(x, layers, self._use_fused_kernel(x, joined))
-        step = self._scale_and_clip(tf.reshape(self._output(out), [-1]))
+        step = self._read_out(self._output(out), g, moments)
         new_state = [t for hc in new_layers for t in hc] + ([moments] if moments is not None else [])
         return step, new_state
 

@@ -65,7 +65,7 @@ class UnfusedLSTM(Optimizer):
                 x, c = self._layer(cell, source._cell_bias(i, cell), x, h, c)
                 next_flat += [x, c]
             raw = tf.matmul(x, output.kernel) + (output.bias if output.use_bias else 0.0)
-            step = source._scale_and_clip(tf.reshape(raw, [-1]))
+            step = source._read_out(raw, tf.reshape(g, [-1]), moments)
             updates.append(tf.reshape(step, tf.shape(g)))
             new_state.append(tuple(next_flat + ([moments] if moments is not None else [])))
         return updates, new_state
