@@ -425,7 +425,10 @@ class CoordinatewiseLSTM(Optimizer):
 
     def _scale_and_clip(self, raw: tf.Tensor) -> tf.Tensor:
         """The read-out as an update: scaled (bounded by tanh if asked), clipped to max_update."""
-        step = self.config.output_scale * (tf.tanh(raw) if self.config.output == "tanh" else raw)
+        return self._clip(self.config.output_scale * (tf.tanh(raw) if self.config.output == "tanh" else raw))
+
+    def _clip(self, step: tf.Tensor) -> tf.Tensor:
+        """`step` clipped to [-max_update, max_update] (unchanged when max_update is 0)."""
         if self.config.max_update > 0:
             step = tf.clip_by_value(step, -self.config.max_update, self.config.max_update)
         return step
@@ -441,10 +444,7 @@ class CoordinatewiseLSTM(Optimizer):
         velocity = moments[:, column] / (1.0 - mu)  # sum_k mu^(t-k) g_k: NAG's velocity
         nag = g + mu * velocity
         scale = tf.exp(MOMENTUM_LR_RANGE * tf.tanh(raw[:, 0]))
-        step = -cfg.base_learning_rate * scale * nag + cfg.output_scale * tf.tanh(raw[:, 1])
-        if cfg.max_update > 0:
-            step = tf.clip_by_value(step, -cfg.max_update, cfg.max_update)
-        return step
+        return self._clip(-cfg.base_learning_rate * scale * nag + cfg.output_scale * tf.tanh(raw[:, 1]))
 
     def step(self, g: tf.Tensor, joined: list) -> tuple[tf.Tensor, list]:
         """The rule on one [N] gradient and its joined state: ([N] update, next joined state)."""
