@@ -133,6 +133,10 @@ CASES = [
      "output 'momentum' needs base_learning_rate > 0, got 0.0"),
     ("momentum output off the betas", ["{train}", "--preprocess=adam", "--output=momentum", "--base_learning_rate=1",
                                        "--base_momentum=0.8"], "base_momentum 0.8 must be one of momentum_betas [0.95]"),
+    ("cosine base without the horizon", ["{train}", "--preprocess=adam", "--output=momentum", "--base_learning_rate=1",
+                                         "--base_momentum=0.95", "--base_schedule=cosine"],
+     "base_schedule 'cosine' needs output 'momentum' and progress_feature (the schedule follows the fraction of the "
+     "horizon done)"),
     ("negative seed", ["{train}", "--seed=-1"], "-1 is not a non-negative integer"),
     ("zero learning rate", ["{train}", "--learning_rate=0"], "--learning_rate=0: 0.0 is not number >= 1e-12"),
     ("zero clip norm", ["{train}", "--clip_norm=0"], "--clip_norm=0: 0.0 is not number >= 1e-12"),

@@ -108,3 +108,43 @@ def test_the_export_and_the_keras_wrapper_compute_the_same_rule(tmp_path):
             p.assign_add(u)
     for w, p in zip(model.trainable_weights, params):
         np.testing.assert_allclose(w.numpy(), p.numpy(), rtol=1e-4, atol=1e-6)
+
+
+COSINE = {**SCALED, "progress_feature": True, "base_schedule": "cosine"}
+
+
+def test_the_untrained_cosine_base_is_nag_with_its_rate_decayed_to_a_tenth_over_the_horizon():
+    """With base_schedule="cosine" step t (1-based) of a horizon of T steps is NAG's with the rate
+    lr (0.1 + 0.45 (1 + cos(pi min((t - 1) / T, 1)))): lr at the first step, 0.1 lr from step T + 1 on."""
+    opt = CoordinatewiseLSTM(LSTMOptimizerConfig(**COSINE), seed=0)
+    horizon, mu, lr = 5, 0.9, 0.3
+    opt.set_horizon(horizon)
+    shapes = [(3, 4), (5,)]
+    params = [tf.zeros(s) for s in shapes]
+    state = opt.init(params)
+    velocity = [np.zeros(s, np.float32) for s in shapes]
+    rng = np.random.default_rng(4)
+    factors = []
+    for t in range(1, horizon + 4):
+        grads = _grads(rng, shapes)
+        updates, state = opt.update(grads, state, params)
+        factor = 0.1 + 0.45 * (1.0 + np.cos(np.pi * min((t - 1) / horizon, 1.0)))
+        factors.append(factor)
+        for i, (u, g) in enumerate(zip(updates, grads)):
+            velocity[i] = mu * velocity[i] + g.numpy()
+            np.testing.assert_allclose(u.numpy(), -lr * factor * (g.numpy() + mu * velocity[i]), rtol=1e-5, atol=1e-6)
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.1)
+
+
+def test_the_cosine_base_needs_the_momentum_output_and_the_progress_feature_and_exports(tmp_path):
+    from l2l_tf.export import export_optimizer
+
+    with pytest.raises(UserError, match="needs output 'momentum' and progress_feature"):
+        LSTMOptimizerConfig(**{**COSINE, "progress_feature": False})
+    with pytest.raises(UserError, match="needs output 'momentum' and progress_feature"):
+        LSTMOptimizerConfig(preprocess="adam", progress_feature=True, base_schedule="cosine")
+    with pytest.raises(UserError, match="unknown base_schedule 'linear'"):
+        LSTMOptimizerConfig(**{**COSINE, "base_schedule": "linear"})
+    config = LSTMOptimizerConfig(**COSINE)
+    assert LSTMOptimizerConfig.from_dict(config.to_dict()) == config
+    export_optimizer(_perturbed(config, seed=5), str(tmp_path / "export"))  # verifies its steps against the library

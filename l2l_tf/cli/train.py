@@ -102,6 +102,9 @@ flags.DEFINE_enum("output", "linear", ["linear", "tanh", "momentum"], "The LSTM'
                   "output_scale * tanh (needs --preprocess=adam; the untrained network is that NAG).")
 flags.DEFINE_float("base_learning_rate", 0.0, "--output=momentum: the learning rate of the NAG update the LSTM "
                    "rescales (e.g. tuned NAG's on the training problems).", lower_bound=0.0)
+flags.DEFINE_enum("base_schedule", "constant", ["constant", "cosine"], "--output=momentum: the base rate's "
+                  "schedule: constant, or cosine from --base_learning_rate to a tenth of it over the trajectory "
+                  "(needs --progress_feature, which tells the optimizer the horizon).")
 flags.DEFINE_float("base_momentum", 0.9, "--output=momentum: NAG's momentum; must be one of --momentum_betas.",
                    lower_bound=0.0, upper_bound=1 - 1e-9)
 flags.DEFINE_bool("zero_update_at_zero_gradient", False, "No bias where it would move a coordinate whose gradients "
@@ -182,7 +185,8 @@ def _pair(text: str, name: str) -> tuple[int, int] | None:
 ARCHITECTURE_FLAGS = ("lstm_layers", "preprocess", "preprocess_p", "output_scale", "max_update",
                       "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups", "momentum_betas",
                       "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient", "magnitude_feature",
-                      "time_features", "progress_feature", "base_learning_rate", "base_momentum")
+                      "time_features", "progress_feature", "base_learning_rate", "base_momentum",
+                      "base_schedule")
 
 
 def initial_optimizer(opt_config):
@@ -284,6 +288,7 @@ def optimizer_config_from_flags(values):
                                  magnitude_feature=values.magnitude_feature, time_features=values.time_features,
                                  progress_feature=values.progress_feature,
                                  base_learning_rate=values.base_learning_rate, base_momentum=values.base_momentum,
+                                 base_schedule=values.base_schedule,
                                  **architecture_settings())
     if values.param_groups:
         from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups

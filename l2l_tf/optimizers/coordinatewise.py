@@ -35,6 +35,9 @@ OUTPUTS = ("linear", "tanh", "momentum")
 #: per-coordinate factor between about 0.14 and 7.4.
 MOMENTUM_LR_RANGE = 2.0
 
+#: output="momentum": the schedules of the base rate (see `LSTMOptimizerConfig.base_schedule`).
+BASE_SCHEDULES = ("constant", "cosine")
+
 
 @dataclasses.dataclass(frozen=True)
 class LSTMOptimizerConfig:
@@ -71,6 +74,11 @@ class LSTMOptimizerConfig:
       base_learning_rate, base_momentum: output="momentum": the learning rate lr and momentum mu of
         the NAG update the network rescales (mu must be one of `momentum_betas`, whose running
         average the rule reuses as NAG's velocity).
+      base_schedule: output="momentum": "constant" (lr at every step) or "cosine": lr times
+        0.1 + 0.45 (1 + cos(pi (t - 1) / T)) at step t of a horizon of T steps, the decay from lr to
+        0.1 lr that `CosineNAG` follows (needs progress_feature, which keeps t and is told T). A
+        tuned NAG gains 2.6% (100 steps) and 4.5% (200 steps) on MNIST from that schedule
+        (RESULTS.md), so the untrained network starts from the stronger analytic rule.
       magnitude_feature: preprocess="adam": also feed the gradient's scale, max(0, 1 +
         log(sqrt(v_hat)) / preprocess_p) (see `MomentFeatures`): without it the network can
         only represent Adam-like rules, not steps proportional to the gradient (NAG's).
@@ -100,6 +108,7 @@ class LSTMOptimizerConfig:
     output: str = "linear"
     base_learning_rate: float = 0.0
     base_momentum: float = 0.9
+    base_schedule: str = "constant"
     zero_update_at_zero_gradient: bool = False
     magnitude_feature: bool = False
     time_features: bool = False
@@ -149,6 +158,11 @@ class LSTMOptimizerConfig:
             if float(self.base_momentum) not in self.momentum_betas:
                 raise UserError(f"base_momentum {self.base_momentum} must be one of momentum_betas "
                                 f"{list(self.momentum_betas)}")
+        if self.base_schedule not in BASE_SCHEDULES:
+            raise UserError(f"unknown base_schedule {self.base_schedule!r}; expected one of {BASE_SCHEDULES}")
+        if self.base_schedule != "constant" and not (self.output == "momentum" and self.progress_feature):
+            raise UserError(f"base_schedule {self.base_schedule!r} needs output 'momentum' and progress_feature "
+                            "(the schedule follows the fraction of the horizon done)")
         if not isinstance(self.zero_update_at_zero_gradient, (bool, np.bool_)):
             raise UserError(f"zero_update_at_zero_gradient must be true or false, got {self.zero_update_at_zero_gradient!r}")
         if self.magnitude_feature and self.preprocess not in STATEFUL:
@@ -444,7 +458,17 @@ class CoordinatewiseLSTM(Optimizer):
         velocity = moments[:, column] / (1.0 - mu)  # sum_k mu^(t-k) g_k: NAG's velocity
         nag = g + mu * velocity
         scale = tf.exp(MOMENTUM_LR_RANGE * tf.tanh(raw[:, 0]))
+        if cfg.base_schedule == "cosine":
+            scale = scale * self._cosine_factor(moments)
         return self._clip(-cfg.base_learning_rate * scale * nag + cfg.output_scale * tf.tanh(raw[:, 1]))
+
+    def _cosine_factor(self, moments: tf.Tensor) -> tf.Tensor:
+        """[N] factor 0.1 + 0.45 (1 + cos(pi min((t - 1) / T, 1))) of base_schedule="cosine": 1 at the
+        first step, 0.1 from the horizon T on; t is the step count the progress feature keeps (last
+        column of the updated moments)."""
+        horizon = self.horizon if self._horizon_input is None else self._horizon_input
+        progress = tf.minimum((moments[:, -1] - 1.0) / tf.cast(horizon, moments.dtype), 1.0)
+        return 0.1 + 0.45 * (1.0 + tf.cos(math.pi * progress))
 
     def step(self, g: tf.Tensor, joined: list) -> tuple[tf.Tensor, list]:
         """The rule on one [N] gradient and its joined state: ([N] update, next joined state)."""
