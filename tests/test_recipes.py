@@ -73,3 +73,14 @@ def test_ramp_loss_weights_rise_linearly_with_mean_one(parsed):
     assert list(train.loss_weights_from_flag("1,2", 2)) == [1.0, 2.0]
     with pytest.raises(flags.IllegalFlagValueError):
         parsed("--loss_weights=ramps")
+
+
+def test_last_k_loss_weights_count_only_the_end_of_each_unroll_with_mean_one(parsed):
+    values = parsed("--loss_weights=last:2", "--unroll_length=5", "--num_steps=10")
+    assert train.meta_config_from_flags(values).loss_weights == pytest.approx((0, 0, 0, 2.5, 2.5))
+    assert train.loss_weights_from_flag("last:5", 5) == pytest.approx([1.0] * 5)
+    for bad in ("last:0", "last:6"):
+        with pytest.raises(UserError, match=r"needs K from 1 to --unroll_length \(5\)"):
+            train.loss_weights_from_flag(bad, 5)
+    with pytest.raises(flags.IllegalFlagValueError):
+        parsed("--loss_weights=last:x")

@@ -42,7 +42,8 @@ flags.DEFINE_integer("meta_batch_size", 128, "Independent functions per training
 flags.DEFINE_float("clip_norm", 1.0, "Global-norm clipping of the meta-gradient.", lower_bound=1e-12)
 flags.DEFINE_string("loss_weights", "", "Comma-separated w_1..w_T of the meta-loss (default: all ones), or 'ramp': "
                     "w_t = 2t / (T + 1), rising linearly over each unroll of T steps (mean 1), so the steps that "
-                    "decide an unroll's final loss weigh most.")
+                    "decide an unroll's final loss weigh most, or 'last:K': T / K on the last K steps of each unroll "
+                    "and 0 before (mean 1): only the end of the trajectory, which evaluations measure, counts.")
 flags.DEFINE_bool("relative_meta_loss", False, "Divide each function's losses in a truncation by its loss at the "
                   "truncation's start, so late truncations weigh as much as the first (= --meta_loss=relative).")
 flags.DEFINE_enum("meta_loss", "sum", ["sum", "relative", "log_ratio"], "The meta-loss of a truncation: sum_t w_t f_t "
@@ -135,7 +136,9 @@ flags.DEFINE_string("init_from", "", "Start phi from this trained optimizer (a t
                     "--learning_rate or a new problem family. Its architecture is used as saved.")
 cli.validate_flags_nonempty("save_path")
 cli.validate_parsed("lstm_layers", lambda v: cli.parse_int_list(v, "lstm_layers"))
-cli.validate_parsed("loss_weights", lambda v: v.strip() == RAMP or cli.parse_float_list(v, "loss_weights"))
+cli.validate_parsed("loss_weights", lambda v: v.strip() == RAMP or (v.strip().startswith(LAST) and
+                                                                    v.strip()[len(LAST):].isdigit())
+                    or cli.parse_float_list(v, "loss_weights"))
 cli.validate_parsed("curriculum", lambda v: cli.parse_int_list(v, "curriculum"))
 cli.validate_output_dirs("save_path")
 
@@ -248,14 +251,24 @@ def make_strategy():
 
 #: --loss_weights' keyword for linearly rising weights.
 RAMP = "ramp"
+#: --loss_weights' prefix of "last:K", weights on the last K steps of each unroll only.
+LAST = "last:"
 
 
 def loss_weights_from_flag(text: str, unroll_length: int) -> Sequence[float] | None:
-    """--loss_weights as numbers: None (all ones) when empty, 2t / (T + 1) for t = 1..T with "ramp"."""
-    if not text.strip():
+    """--loss_weights as numbers: None (all ones) when empty, 2t / (T + 1) for t = 1..T with "ramp",
+    T / K on the last K steps of the T and 0 before with "last:K"."""
+    text = text.strip()
+    if not text:
         return None
-    if text.strip() == RAMP:
+    if text == RAMP:
         return [2.0 * t / (unroll_length + 1) for t in range(1, unroll_length + 1)]
+    if text.startswith(LAST):
+        count = text[len(LAST):]
+        if not count.isdigit() or not 1 <= int(count) <= unroll_length:
+            raise UserError(f"--loss_weights=last:K needs K from 1 to --unroll_length ({unroll_length}), got {text!r}")
+        k = int(count)
+        return [0.0] * (unroll_length - k) + [unroll_length / k] * k
     return cli.parse_float_list(text, "loss_weights")
 
 
