@@ -56,7 +56,7 @@ def main(out: str) -> None:
     print("|---|---:|" + "---|" * len(SETTINGS))
     for name in learned + list(BASELINES):
         cells = [_cell(results[key], name) for key, _ in SETTINGS]
-        label = "default recipe (bundled `mnist`)" if name == "L2L" else name.removeprefix("L2L-")
+        label = "horizon-free recipe (bundled `mnist`)" if name == "L2L" else name.removeprefix("L2L-")
         print(f"| {label} | {_training_seconds(out, name)} | " + " | ".join(cells) + " |")
     for key, label in SETTINGS:
         print(f"{label}: best baseline {_best_baseline(results[key])}")
