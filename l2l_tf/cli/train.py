@@ -136,8 +136,7 @@ flags.DEFINE_string("init_from", "", "Start phi from this trained optimizer (a t
                     "--learning_rate or a new problem family. Its architecture is used as saved.")
 cli.validate_flags_nonempty("save_path")
 cli.validate_parsed("lstm_layers", lambda v: cli.parse_int_list(v, "lstm_layers"))
-cli.validate_parsed("loss_weights", lambda v: v.strip() == RAMP or (v.strip().startswith(LAST) and
-                                                                    v.strip()[len(LAST):].isdigit())
+cli.validate_parsed("loss_weights", lambda v: v.strip() == RAMP or _last_count(v) is not None
                     or cli.parse_float_list(v, "loss_weights"))
 cli.validate_parsed("curriculum", lambda v: cli.parse_int_list(v, "curriculum"))
 cli.validate_output_dirs("save_path")
@@ -255,6 +254,13 @@ RAMP = "ramp"
 LAST = "last:"
 
 
+def _last_count(text: str) -> int | None:
+    """K of a --loss_weights of the form "last:K" (digits only), else None."""
+    text = text.strip()
+    count = text[len(LAST):]
+    return int(count) if text.startswith(LAST) and count.isdigit() else None
+
+
 def loss_weights_from_flag(text: str, unroll_length: int) -> Sequence[float] | None:
     """--loss_weights as numbers: None (all ones) when empty, 2t / (T + 1) for t = 1..T with "ramp",
     T / K on the last K steps of the T and 0 before with "last:K"."""
@@ -264,10 +270,9 @@ def loss_weights_from_flag(text: str, unroll_length: int) -> Sequence[float] | N
     if text == RAMP:
         return [2.0 * t / (unroll_length + 1) for t in range(1, unroll_length + 1)]
     if text.startswith(LAST):
-        count = text[len(LAST):]
-        if not count.isdigit() or not 1 <= int(count) <= unroll_length:
+        k = _last_count(text)
+        if k is None or not 1 <= k <= unroll_length:
             raise UserError(f"--loss_weights=last:K needs K from 1 to --unroll_length ({unroll_length}), got {text!r}")
-        k = int(count)
         return [0.0] * (unroll_length - k) + [unroll_length / k] * k
     return cli.parse_float_list(text, "loss_weights")
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 from l2l_tf.errors import UserError
 from l2l_tf.kernels import fused_lstm
 from l2l_tf.optimizers.base import Optimizer, Params
+from l2l_tf.optimizers.hand_designed import cosine_decay
 from l2l_tf.optimizers.preprocessing import PREPROCESSORS, STATEFUL, MomentFeatures, get_preprocessor
 
 #: The architecture name of this module's optimizer (every architecture: l2l_tf/optimizers/registry.py).
@@ -413,8 +414,11 @@ class CoordinatewiseLSTM(Optimizer):
         """The network's input features of a [N] gradient (and the next moments, if kept)."""
         if self._moments is None:
             return self._preprocess(g, self.config.preprocess_p), None
-        horizon = self.horizon if self._horizon_input is None else self._horizon_input
-        return self._moments(g, moments, horizon)
+        return self._moments(g, moments, self._current_horizon())
+
+    def _current_horizon(self):
+        """T of the progress feature: the export's horizon input while one is traced, else the variable."""
+        return self.horizon if self._horizon_input is None else self._horizon_input
 
     def _cell_bias(self, layer: int, cell) -> tf.Tensor:
         mask = self._bias_masks[layer]
@@ -466,9 +470,8 @@ class CoordinatewiseLSTM(Optimizer):
         """[N] factor 0.1 + 0.45 (1 + cos(pi min((t - 1) / T, 1))) of base_schedule="cosine": 1 at the
         first step, 0.1 from the horizon T on; t is the step count the progress feature keeps (last
         column of the updated moments)."""
-        horizon = self.horizon if self._horizon_input is None else self._horizon_input
-        progress = tf.minimum((moments[:, -1] - 1.0) / tf.cast(horizon, moments.dtype), 1.0)
-        return 0.1 + 0.45 * (1.0 + tf.cos(math.pi * progress))
+        progress = tf.minimum((moments[:, -1] - 1.0) / tf.cast(self._current_horizon(), moments.dtype), 1.0)
+        return cosine_decay(progress)
 
     def step(self, g: tf.Tensor, joined: list) -> tuple[tf.Tensor, list]:
         """The rule on one [N] gradient and its joined state: ([N] update, next joined state)."""

@@ -139,6 +139,14 @@ class Adam(_HandDesigned):
         return updates, AdamState(step, m, v)
 
 
+def cosine_decay(progress: tf.Tensor) -> tf.Tensor:
+    """The factor on the rate at `progress` in [0, 1] of a run: a cosine from 1 down to 0.1.
+
+    One definition for `CosineNAG` and the coordinatewise LSTM's cosine base schedule, so the
+    learned rule starts from the same schedule the teacher follows."""
+    return 0.1 + 0.45 * (1.0 + tf.cos(math.pi * progress))
+
+
 class CosineNAGState(NamedTuple):
     step: tf.Tensor
     velocity: list
@@ -168,7 +176,7 @@ class CosineNAG(NAG):
 
     def update(self, grads, state, params):
         progress = tf.minimum(state.step / self.horizon, 1.0)
-        lr = self.learning_rate * (0.1 + 0.45 * (1.0 + tf.cos(math.pi * progress)))
+        lr = self.learning_rate * cosine_decay(progress)
         mu = self.momentum
         velocity = [mu * v - lr * g for v, g in zip(state.velocity, grads)]
         updates = [mu * v - lr * g for v, g in zip(velocity, grads)]
