@@ -137,6 +137,10 @@ CASES = [
                                          "--base_momentum=0.95", "--base_schedule=cosine"],
      "base_schedule 'cosine' needs output 'momentum' and progress_feature (the schedule follows the fraction of the "
      "horizon done)"),
+    ("warm-up without the horizon", ["{train}", "--preprocess=adam", "--output=momentum", "--base_learning_rate=1",
+                                     "--base_momentum=0.95", "--base_warmup=0.05"],
+     "base_warmup needs output 'momentum' and progress_feature"),
+    ("warm-up past the horizon", ["{train}", "--base_warmup=1"], "--base_warmup=1: 1.0 is not"),
     ("negative seed", ["{train}", "--seed=-1"], "-1 is not a non-negative integer"),
     ("zero learning rate", ["{train}", "--learning_rate=0"], "--learning_rate=0: 0.0 is not number >= 1e-12"),
     ("zero clip norm", ["{train}", "--clip_norm=0"], "--clip_norm=0: 0.0 is not number >= 1e-12"),

@@ -124,7 +124,8 @@ def test_metadata_records_what_a_loader_needs(tiny_trained, tiny_export):
                                   "memory": "lbfgs", "memory_slots": 10, "momentum_betas": [0.95], "rms_beta": 0.95,
                                   "input_layer": 0, "output": "linear", "zero_update_at_zero_gradient": False,
                                   "magnitude_feature": False, "time_features": False, "progress_feature": False,
-                                  "base_learning_rate": 0.0, "base_momentum": 0.9, "base_schedule": "constant"}
+                                  "base_learning_rate": 0.0, "base_momentum": 0.9, "base_schedule": "constant",
+                                  "base_warmup": 0.0}
     assert group["signatures"] == {"init_state": ["init_state"], "step": ["step"]}
     assert [s["name"] for s in group["state"]] == ["lstm_0_h", "lstm_0_c", "lstm_1_h", "lstm_1_c"]
     assert group["num_meta_parameters"] == 5141

@@ -87,3 +87,22 @@ def test_cosine_nag_decays_its_rate_from_lr_to_a_tenth_over_the_horizon():
     assert rates[0] == pytest.approx(0.5) and rates[-1] == pytest.approx(0.05)
     opt.set_horizon(20)  # a variable: the compiled loop's schedule follows it
     assert float(opt.horizon.numpy()) == 20.0
+
+
+def test_cosine_nag_with_a_warmup_rises_linearly_over_its_fraction_of_the_horizon():
+    import math
+
+    from l2l_tf.errors import UserError
+    from l2l_tf.optimizers.hand_designed import CosineNAG
+
+    opt = CosineNAG(0.5, momentum=0.0, horizon=10, warmup=0.3)  # 3 warm-up steps: lr/3, 2lr/3, lr
+    params = [tf.zeros([2])]
+    state = opt.init(params)
+    rates = []
+    for _ in range(5):
+        (u,), state = opt.update([tf.ones([2])], state, params)
+        rates.append(-float(u[0]))
+    expected = [0.5 * min(1.0, (t + 1) / 3) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / 10))) for t in range(5)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    with pytest.raises(UserError, match="warmup must be a fraction"):
+        CosineNAG(0.5, warmup=1.0)

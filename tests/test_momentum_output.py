@@ -113,10 +113,12 @@ def test_the_export_and_the_keras_wrapper_compute_the_same_rule(tmp_path):
 COSINE = {**SCALED, "progress_feature": True, "base_schedule": "cosine"}
 
 
-def test_the_untrained_cosine_base_is_nag_with_its_rate_decayed_to_a_tenth_over_the_horizon():
+@pytest.mark.parametrize("warmup", [0.0, 0.4])
+def test_the_untrained_cosine_base_is_nag_with_its_rate_warmed_up_then_decayed_to_a_tenth(warmup):
     """With base_schedule="cosine" step t (1-based) of a horizon of T steps is NAG's with the rate
-    lr (0.1 + 0.45 (1 + cos(pi min((t - 1) / T, 1)))): lr at the first step, 0.1 lr from step T + 1 on."""
-    opt = CoordinatewiseLSTM(LSTMOptimizerConfig(**COSINE), seed=0)
+    lr (0.1 + 0.45 (1 + cos(pi min((t - 1) / T, 1)))) min(1, t / (w T)): with no warm-up (w = 0) lr at
+    the first step, 0.1 lr from step T + 1 on; with w = 0.4 of T = 5 steps, lr/2 at the first."""
+    opt = CoordinatewiseLSTM(LSTMOptimizerConfig(**COSINE, base_warmup=warmup), seed=0)
     horizon, mu, lr = 5, 0.9, 0.3
     opt.set_horizon(horizon)
     shapes = [(3, 4), (5,)]
@@ -129,11 +131,13 @@ def test_the_untrained_cosine_base_is_nag_with_its_rate_decayed_to_a_tenth_over_
         grads = _grads(rng, shapes)
         updates, state = opt.update(grads, state, params)
         factor = 0.1 + 0.45 * (1.0 + np.cos(np.pi * min((t - 1) / horizon, 1.0)))
+        if warmup:
+            factor *= min(1.0, t / (warmup * horizon))
         factors.append(factor)
         for i, (u, g) in enumerate(zip(updates, grads)):
             velocity[i] = mu * velocity[i] + g.numpy()
             np.testing.assert_allclose(u.numpy(), -lr * factor * (g.numpy() + mu * velocity[i]), rtol=1e-5, atol=1e-6)
-    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.1)
+    assert factors[0] == (0.5 if warmup else 1.0) and factors[-1] == pytest.approx(0.1)
 
 
 def test_the_cosine_base_needs_the_momentum_output_and_the_progress_feature_and_exports(tmp_path):
@@ -145,6 +149,10 @@ def test_the_cosine_base_needs_the_momentum_output_and_the_progress_feature_and_
         LSTMOptimizerConfig(preprocess="adam", progress_feature=True, base_schedule="cosine")
     with pytest.raises(UserError, match="unknown base_schedule 'linear'"):
         LSTMOptimizerConfig(**{**COSINE, "base_schedule": "linear"})
-    config = LSTMOptimizerConfig(**COSINE)
+    with pytest.raises(UserError, match="base_warmup needs output 'momentum' and progress_feature"):
+        LSTMOptimizerConfig(**{**SCALED, "base_warmup": 0.1})
+    with pytest.raises(UserError, match=r"base_warmup must be a fraction of the horizon in \[0, 1\), got 1.0"):
+        LSTMOptimizerConfig(**{**COSINE, "base_warmup": 1.0})
+    config = LSTMOptimizerConfig(**COSINE, base_warmup=0.2)
     assert LSTMOptimizerConfig.from_dict(config.to_dict()) == config
     export_optimizer(_perturbed(config, seed=5), str(tmp_path / "export"))  # verifies its steps against the library

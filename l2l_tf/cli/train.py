@@ -106,6 +106,8 @@ flags.DEFINE_float("base_learning_rate", 0.0, "--output=momentum: the learning r
 flags.DEFINE_enum("base_schedule", "constant", ["constant", "cosine"], "--output=momentum: the base rate's "
                   "schedule: constant, or cosine from --base_learning_rate to a tenth of it over the trajectory "
                   "(needs --progress_feature, which tells the optimizer the horizon).")
+flags.DEFINE_float("base_warmup", 0.0, "--output=momentum: warm the base rate up linearly over this fraction of "
+                   "the trajectory (0: none; needs --progress_feature).", lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_float("base_momentum", 0.9, "--output=momentum: NAG's momentum; must be one of --momentum_betas.",
                    lower_bound=0.0, upper_bound=1 - 1e-9)
 flags.DEFINE_bool("zero_update_at_zero_gradient", False, "No bias where it would move a coordinate whose gradients "
@@ -188,7 +190,7 @@ ARCHITECTURE_FLAGS = ("lstm_layers", "preprocess", "preprocess_p", "output_scale
                       "optimizer_architecture", "num_gac", "memory", "memory_slots", "param_groups", "momentum_betas",
                       "rms_beta", "input_layer", "output", "zero_update_at_zero_gradient", "magnitude_feature",
                       "time_features", "progress_feature", "base_learning_rate", "base_momentum",
-                      "base_schedule")
+                      "base_schedule", "base_warmup")
 
 
 def initial_optimizer(opt_config):
@@ -306,7 +308,7 @@ def optimizer_config_from_flags(values):
                                  magnitude_feature=values.magnitude_feature, time_features=values.time_features,
                                  progress_feature=values.progress_feature,
                                  base_learning_rate=values.base_learning_rate, base_momentum=values.base_momentum,
-                                 base_schedule=values.base_schedule,
+                                 base_schedule=values.base_schedule, base_warmup=values.base_warmup,
                                  **architecture_settings())
     if values.param_groups:
         from l2l_tf.optimizers.grouped import GroupedConfig, parse_groups

@@ -23,7 +23,7 @@ import tensorflow as tf
 from l2l_tf.errors import UserError
 from l2l_tf.kernels import fused_lstm
 from l2l_tf.optimizers.base import Optimizer, Params
-from l2l_tf.optimizers.hand_designed import cosine_decay
+from l2l_tf.optimizers.hand_designed import cosine_decay, warmup_factor
 from l2l_tf.optimizers.preprocessing import PREPROCESSORS, STATEFUL, MomentFeatures, get_preprocessor
 
 #: The architecture name of this module's optimizer (every architecture: l2l_tf/optimizers/registry.py).
@@ -80,6 +80,10 @@ class LSTMOptimizerConfig:
         0.1 lr that `CosineNAG` follows (needs progress_feature, which keeps t and is told T). A
         tuned NAG gains 2.6% (100 steps) and 4.5% (200 steps) on MNIST from that schedule
         (RESULTS.md), so the untrained network starts from the stronger analytic rule.
+      base_warmup: output="momentum": a fraction w in [0, 1) of the horizon over which the base rate
+        rises linearly, times min(1, t / (w T)) on top of `base_schedule` (0: none; needs
+        progress_feature). Cosine NAG with a 5% warm-up tunes a higher peak rate and ends 4%
+        lower than without at 200 MNIST steps (RESULTS.md); the untrained network is that rule.
       magnitude_feature: preprocess="adam": also feed the gradient's scale, max(0, 1 +
         log(sqrt(v_hat)) / preprocess_p) (see `MomentFeatures`): without it the network can
         only represent Adam-like rules, not steps proportional to the gradient (NAG's).
@@ -110,6 +114,7 @@ class LSTMOptimizerConfig:
     base_learning_rate: float = 0.0
     base_momentum: float = 0.9
     base_schedule: str = "constant"
+    base_warmup: float = 0.0
     zero_update_at_zero_gradient: bool = False
     magnitude_feature: bool = False
     time_features: bool = False
@@ -164,6 +169,11 @@ class LSTMOptimizerConfig:
         if self.base_schedule != "constant" and not (self.output == "momentum" and self.progress_feature):
             raise UserError(f"base_schedule {self.base_schedule!r} needs output 'momentum' and progress_feature "
                             "(the schedule follows the fraction of the horizon done)")
+        if not (0.0 <= self.base_warmup < 1.0):
+            raise UserError(f"base_warmup must be a fraction of the horizon in [0, 1), got {self.base_warmup}")
+        if self.base_warmup > 0 and not (self.output == "momentum" and self.progress_feature):
+            raise UserError("base_warmup needs output 'momentum' and progress_feature (the warm-up follows the "
+                            "fraction of the horizon done)")
         if not isinstance(self.zero_update_at_zero_gradient, (bool, np.bool_)):
             raise UserError(f"zero_update_at_zero_gradient must be true or false, got {self.zero_update_at_zero_gradient!r}")
         if self.magnitude_feature and self.preprocess not in STATEFUL:
@@ -462,16 +472,21 @@ class CoordinatewiseLSTM(Optimizer):
         velocity = moments[:, column] / (1.0 - mu)  # sum_k mu^(t-k) g_k: NAG's velocity
         nag = g + mu * velocity
         scale = tf.exp(MOMENTUM_LR_RANGE * tf.tanh(raw[:, 0]))
-        if cfg.base_schedule == "cosine":
-            scale = scale * self._cosine_factor(moments)
+        if cfg.base_schedule == "cosine" or cfg.base_warmup > 0:
+            scale = scale * self._schedule_factor(moments)
         return self._clip(-cfg.base_learning_rate * scale * nag + cfg.output_scale * tf.tanh(raw[:, 1]))
 
-    def _cosine_factor(self, moments: tf.Tensor) -> tf.Tensor:
-        """[N] factor 0.1 + 0.45 (1 + cos(pi min((t - 1) / T, 1))) of base_schedule="cosine": 1 at the
-        first step, 0.1 from the horizon T on; t is the step count the progress feature keeps (last
+    def _schedule_factor(self, moments: tf.Tensor) -> tf.Tensor:
+        """[N] factor on the base rate at step t: 0.1 + 0.45 (1 + cos(pi min((t - 1) / T, 1))) for
+        base_schedule="cosine" (1 at the first step, 0.1 from the horizon T on), times the linear
+        warm-up min(1, t / (base_warmup T)); t is the step count the progress feature keeps (last
         column of the updated moments)."""
-        progress = tf.minimum((moments[:, -1] - 1.0) / tf.cast(self._current_horizon(), moments.dtype), 1.0)
-        return cosine_decay(progress)
+        step = moments[:, -1]
+        horizon = tf.cast(self._current_horizon(), moments.dtype)
+        factor = warmup_factor(step, horizon, self.config.base_warmup)
+        if self.config.base_schedule == "cosine":
+            factor = factor * cosine_decay(tf.minimum((step - 1.0) / horizon, 1.0))
+        return factor
 
     def step(self, g: tf.Tensor, joined: list) -> tuple[tf.Tensor, list]:
         """The rule on one [N] gradient and its joined state: ([N] update, next joined state)."""

@@ -147,6 +147,20 @@ def cosine_decay(progress: tf.Tensor) -> tf.Tensor:
     return 0.1 + 0.45 * (1.0 + tf.cos(math.pi * progress))
 
 
+def warmup_factor(step: tf.Tensor, horizon: tf.Tensor, fraction: float) -> tf.Tensor:
+    """The factor on the rate at 1-based `step` of a linear warm-up over the first `fraction` of a
+    `horizon`-step run: step / (fraction * horizon) until it reaches 1 (1 throughout for fraction 0).
+
+    Why: a short warm-up lets a decaying schedule start from a higher peak rate without the first,
+    largest gradients throwing the net into saturation; on the MNIST MLP at 200 steps, cosine NAG
+    with a 5% warm-up tuned its peak at 1.33 (not 0.75) and ended 2.4% lower than without, 7.6%
+    below tuned constant-rate NAG at momentum 0.8 (RESULTS.md). One definition for `CosineNAG` and
+    the coordinatewise LSTM's base schedule."""
+    if fraction <= 0:
+        return tf.ones_like(step)
+    return tf.minimum(step / (fraction * horizon), 1.0)
+
+
 class CosineNAGState(NamedTuple):
     step: tf.Tensor
     velocity: list
@@ -164,8 +178,12 @@ class CosineNAG(NAG):
     label = "nag_cosine"
 
     def __init__(self, learning_rate: float | None = None, momentum: float = 0.9, horizon: int = 100,
-                 name: str | None = None):
+                 name: str | None = None, warmup: float = 0.0):
         super().__init__(learning_rate, momentum, name)
+        if not 0.0 <= warmup < 1.0:
+            from l2l_tf.errors import UserError
+            raise UserError(f"warmup must be a fraction of the horizon in [0, 1), got {warmup}")
+        self.warmup = float(warmup)
         self.horizon = tf.Variable(float(horizon), trainable=False, dtype=tf.float32, name="horizon")
 
     def set_horizon(self, steps: int) -> None:
@@ -176,7 +194,7 @@ class CosineNAG(NAG):
 
     def update(self, grads, state, params):
         progress = tf.minimum(state.step / self.horizon, 1.0)
-        lr = self.learning_rate * cosine_decay(progress)
+        lr = self.learning_rate * cosine_decay(progress) * warmup_factor(state.step + 1.0, self.horizon, self.warmup)
         mu = self.momentum
         velocity = [mu * v - lr * g for v, g in zip(state.velocity, grads)]
         updates = [mu * v - lr * g for v, g in zip(velocity, grads)]
