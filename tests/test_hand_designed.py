@@ -70,39 +70,32 @@ def test_torch7_defaults_and_learning_rate_variable():
         make_hand_designed("lbfgs")
 
 
-def test_cosine_nag_decays_its_rate_from_lr_to_a_tenth_over_the_horizon():
+@pytest.mark.parametrize("warmup", [0.0, 0.3])
+def test_cosine_nag_warms_its_rate_up_then_decays_it_from_lr_to_a_tenth_over_the_horizon(warmup):
+    """Over a horizon of 10 steps the rate is lr (0.1 + 0.45 (1 + cos(pi t / 10))) at 0-based step t,
+    times min(1, (t + 1) / 3) with a 30% warm-up (lr/3, 2 lr/3, then the cosine's)."""
     import math
 
     from l2l_tf.optimizers.hand_designed import CosineNAG
 
-    opt = CosineNAG(0.5, momentum=0.0, horizon=10)  # without momentum the update is -lr_t * g
+    opt = CosineNAG(0.5, momentum=0.0, horizon=10, warmup=warmup)  # without momentum the update is -lr_t * g
     params = [tf.zeros([2])]
     state = opt.init(params)
     rates = []
     for _ in range(12):
         (u,), state = opt.update([tf.ones([2])], state, params)
         rates.append(-float(u[0]))
-    expected = [0.5 * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t / 10, 1.0)))) for t in range(12)]
+    expected = [0.5 * (min(1.0, (t + 1) / (warmup * 10)) if warmup else 1.0)
+                * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t / 10, 1.0)))) for t in range(12)]
     np.testing.assert_allclose(rates, expected, rtol=1e-5)
-    assert rates[0] == pytest.approx(0.5) and rates[-1] == pytest.approx(0.05)
+    assert rates[0] == pytest.approx(0.5 / 3 if warmup else 0.5) and rates[-1] == pytest.approx(0.05)
     opt.set_horizon(20)  # a variable: the compiled loop's schedule follows it
     assert float(opt.horizon.numpy()) == 20.0
 
 
-def test_cosine_nag_with_a_warmup_rises_linearly_over_its_fraction_of_the_horizon():
-    import math
-
+def test_cosine_nag_refuses_a_warmup_that_is_not_a_fraction_of_the_horizon():
     from l2l_tf.errors import UserError
     from l2l_tf.optimizers.hand_designed import CosineNAG
 
-    opt = CosineNAG(0.5, momentum=0.0, horizon=10, warmup=0.3)  # 3 warm-up steps: lr/3, 2lr/3, lr
-    params = [tf.zeros([2])]
-    state = opt.init(params)
-    rates = []
-    for _ in range(5):
-        (u,), state = opt.update([tf.ones([2])], state, params)
-        rates.append(-float(u[0]))
-    expected = [0.5 * min(1.0, (t + 1) / 3) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / 10))) for t in range(5)]
-    np.testing.assert_allclose(rates, expected, rtol=1e-5)
     with pytest.raises(UserError, match="warmup must be a fraction"):
         CosineNAG(0.5, warmup=1.0)

@@ -147,6 +147,14 @@ def cosine_decay(progress: tf.Tensor) -> tf.Tensor:
     return 0.1 + 0.45 * (1.0 + tf.cos(math.pi * progress))
 
 
+def check_warmup_fraction(fraction: float, name: str) -> None:
+    """Refuses a warm-up that is not a fraction of the horizon in [0, 1) (`name`: how the caller
+    calls it), one check for `CosineNAG` and the LSTM's `base_warmup`."""
+    if not 0.0 <= fraction < 1.0:
+        from l2l_tf.errors import UserError
+        raise UserError(f"{name} must be a fraction of the horizon in [0, 1), got {fraction}")
+
+
 def warmup_factor(step: tf.Tensor, horizon: tf.Tensor, fraction: float) -> tf.Tensor:
     """The factor on the rate at 1-based `step` of a linear warm-up over the first `fraction` of a
     `horizon`-step run: step / (fraction * horizon) until it reaches 1 (1 throughout for fraction 0).
@@ -180,9 +188,7 @@ class CosineNAG(NAG):
     def __init__(self, learning_rate: float | None = None, momentum: float = 0.9, horizon: int = 100,
                  name: str | None = None, warmup: float = 0.0):
         super().__init__(learning_rate, momentum, name)
-        if not 0.0 <= warmup < 1.0:
-            from l2l_tf.errors import UserError
-            raise UserError(f"warmup must be a fraction of the horizon in [0, 1), got {warmup}")
+        check_warmup_fraction(warmup, "warmup")
         self.warmup = float(warmup)
         self.horizon = tf.Variable(float(horizon), trainable=False, dtype=tf.float32, name="horizon")
 
