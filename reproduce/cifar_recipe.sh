@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bundled `cifar10_tanh` optimizer (bundled as `cifar10` until the scheduled-NAG form; RESULTS.md,
-# "CIFAR-10 with the later literature's techniques"): the paper's two LSTMs (conv / fully connected) with the default recipes' features and training
-# techniques, then its evaluation against tuned baselines on fresh test problems (seed 11).
+# "CIFAR-10 with the later literature's techniques"): the paper's two LSTMs (conv / fully connected)
+# with the default recipes' features and training techniques, then its evaluation against tuned
+# baselines on fresh test problems (seed 11).
 # Usage: reproduce/cifar_recipe.sh DATA_DIR [OUT]   (DATA_DIR holds cifar10.npz; OUT=runs/cifar_recipe)
 # One core for the training (about 65 minutes here, peak 12 GB: whole 100-step unrolls of the conv
 # net), the baselines on the other (about 15 minutes per 100-step setting, 27 per 200-step one).

@@ -41,7 +41,7 @@ GRID = (0.1, 10.0, 8)
 def _schedules():
     import tensorflow as tf
 
-    from l2l_tf.optimizers.hand_designed import NAG, CosineNAG, CosineNAGState, warmup_factor
+    from l2l_tf.optimizers.hand_designed import NAG, CosineNAG, warmup_factor
 
     class InverseSqrtNAG(CosineNAG):
         """NAG at lr / sqrt(1 + t / tau): a decay that does not know the horizon."""
@@ -50,11 +50,8 @@ def _schedules():
             super().__init__(horizon=1)
             self.tau = float(tau)
 
-        def update(self, grads, state, params):
-            lr = self.learning_rate / tf.sqrt(1.0 + state.step / self.tau)
-            velocity = [self.momentum * v - lr * g for v, g in zip(state.velocity, grads)]
-            updates = [self.momentum * v - lr * g for v, g in zip(velocity, grads)]
-            return updates, CosineNAGState(state.step + 1.0, velocity)
+        def rate(self, step):
+            return self.learning_rate / tf.sqrt(1.0 + step / self.tau)
 
     class DecayNAG(CosineNAG):
         """NAG with a warm-up and a decay to zero over the horizon: `shape` "linear" (1 - progress,
@@ -64,13 +61,10 @@ def _schedules():
             super().__init__(momentum=momentum, warmup=warmup)
             self.shape = shape
 
-        def update(self, grads, state, params):
-            progress = tf.minimum(state.step / self.horizon, 1.0)
+        def rate(self, step):
+            progress = tf.minimum(step / self.horizon, 1.0)
             decay = 1.0 - progress if self.shape == "linear" else 0.5 * (1.0 + tf.cos(math.pi * progress))
-            lr = self.learning_rate * decay * warmup_factor(state.step + 1.0, self.horizon, self.warmup)
-            velocity = [self.momentum * v - lr * g for v, g in zip(state.velocity, grads)]
-            updates = [self.momentum * v - lr * g for v, g in zip(velocity, grads)]
-            return updates, CosineNAGState(state.step + 1.0, velocity)
+            return self.learning_rate * decay * warmup_factor(step + 1.0, self.horizon, self.warmup)
 
     return {"constant": NAG(), "cosine": CosineNAG(), "inv_sqrt_10": InverseSqrtNAG(10),
             "inv_sqrt_30": InverseSqrtNAG(30), "cosine_warmup": CosineNAG(warmup=0.05),
@@ -87,9 +81,10 @@ def main(argv):
         sys.exit(f"--horizons must be integers, got {FLAGS.horizons}")
     if any(h < 1 for h in horizons):
         sys.exit(f"--horizons must be positive, got {horizons}")
-    unknown = sorted(set(FLAGS.schedules) - set(_schedules()))
+    known = sorted(_schedules())
+    unknown = sorted(set(FLAGS.schedules) - set(known))
     if unknown:
-        sys.exit(f"unknown --schedules {unknown}; expected some of {sorted(_schedules())}")
+        sys.exit(f"unknown --schedules {unknown}; expected some of {known}")
     from l2l_tf import evaluation
     from l2l_tf.errors import UserError
     from l2l_tf.optimizers.base import set_horizon

@@ -198,9 +198,14 @@ class CosineNAG(NAG):
     def init(self, params: Params, num_functions: int = 1, names=None) -> CosineNAGState:
         return CosineNAGState(tf.constant(0.0), self._zeros(params))
 
+    def rate(self, step: tf.Tensor) -> tf.Tensor:
+        """The learning rate at 0-based `step`: the one place a scheduled NAG's schedule lives, so a
+        variant (reproduce/nag_schedules.py's decays) overrides this and keeps NAG's step."""
+        progress = tf.minimum(step / self.horizon, 1.0)
+        return self.learning_rate * cosine_decay(progress) * warmup_factor(step + 1.0, self.horizon, self.warmup)
+
     def update(self, grads, state, params):
-        progress = tf.minimum(state.step / self.horizon, 1.0)
-        lr = self.learning_rate * cosine_decay(progress) * warmup_factor(state.step + 1.0, self.horizon, self.warmup)
+        lr = self.rate(state.step)
         mu = self.momentum
         velocity = [mu * v - lr * g for v, g in zip(state.velocity, grads)]
         updates = [mu * v - lr * g for v, g in zip(velocity, grads)]
