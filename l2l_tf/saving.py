@@ -117,3 +117,18 @@ def load_learned(path: str, which: str = BEST_DIR, max_update: float | None = No
         raise UserError(f"{path} has no saved weights under {which}/ (was training interrupted before the first validation?)")
     read_weights(prefix, optimizer.meta_variables)
     return optimizer
+
+
+def write_untrained_base(path: str, output: str) -> None:
+    """Writes to `output` the trained optimizer at `path` with its learned correction removed
+    (`remove_correction`): the same directory layout, loadable and evaluable like any trained
+    optimizer, whose updates are exactly the scheduled NAG that training started from."""
+    import shutil
+
+    optimizer = load_learned(path)
+    optimizer.remove_correction()
+    if os.path.abspath(path) == os.path.abspath(output):
+        raise UserError("the untrained base must go to a new directory, not over the trained optimizer")
+    os.makedirs(output, exist_ok=True)
+    shutil.copy(os.path.join(path, CONFIG_FILE), os.path.join(output, CONFIG_FILE))
+    save_best_weights(output, optimizer.meta_variables)

@@ -19,18 +19,7 @@ $PY bin/l2l_train.py --problem=cifar10 --data_dir="$DATA" --param_groups='conv=^
     --unroll_length=100 --num_epochs=150 --evaluation_period=25 --evaluation_epochs=3 --checkpoint_every=25 \
     --log_period=10 --save_path="$OUT/lstm"
 # The untrained base: the same optimizer with its read-outs zeroed, exactly the scheduled NAG.
-$PY - "$OUT" <<'PY'
-import shutil, sys
-import tensorflow as tf
-from l2l_tf import saving
-out = sys.argv[1]
-shutil.copytree(f"{out}/lstm", f"{out}/base", ignore=shutil.ignore_patterns("checkpoints", "logs"), dirs_exist_ok=True)
-opt = saving.load_learned(f"{out}/base")
-for lstm in opt.optimizers.values():
-    for v in lstm._output.weights:
-        v.assign(tf.zeros_like(v))
-saving.save_best_weights(f"{out}/base", opt.meta_variables)
-PY
+$PY -c "import sys; from l2l_tf import saving; saving.write_untrained_base(sys.argv[1], sys.argv[2])" "$OUT/lstm" "$OUT/base"
 for setting in cifar10_100 cifar10_200 cifar5_100 cifar5_200 cifar2_100 cifar2_200; do
   problem=${setting%_*}; steps=${setting#*_}
   for which in lstm:eval base:base; do

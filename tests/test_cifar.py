@@ -101,6 +101,20 @@ def test_label_subsets(dataset):
         CIFARFamily("cifar5", labels="heldout", dataset=dataset)
 
 
+def test_the_cifar_mixture_draws_all_three_subsets_reproducibly_with_true_losses():
+    from l2l_tf.problems.registry import make_family
+
+    mix = make_family("cifar_mix", data_dir=FIXTURE, batch_size=8)
+    problems = [mix.sample("train", 0, [i]) for i in range(12)]
+    names = [p.family.name for p in problems]
+    assert set(names) == {"cifar10", "cifar5", "cifar2"}
+    assert [mix.sample("train", 0, [i]).family.name for i in range(12)] == names
+    for p in problems:
+        assert float(p.data[1]) == 1.0  # the loss is not rescaled
+        assert p.params[-1].shape[-1] == {"cifar10": 10, "cifar5": 5, "cifar2": 2}[p.family.name]
+        assert {m for m in p.param_names if m.startswith("conv")}  # the conv LSTM's parameters are there
+
+
 def test_batch_norm_statistics_follow_the_trajectory_but_not_theta(cifar2):
     problem = cifar2.sample("test", 0, [0])
     names = dict(zip((v.path for v in cifar2.model.non_trainable_variables), problem.data))

@@ -156,3 +156,35 @@ def test_the_cosine_base_needs_the_momentum_output_and_the_progress_feature_and_
     config = LSTMOptimizerConfig(**COSINE, base_warmup=0.2)
     assert LSTMOptimizerConfig.from_dict(config.to_dict()) == config
     export_optimizer(_perturbed(config, seed=5), str(tmp_path / "export"))  # verifies its steps against the library
+
+
+def _nag_trajectory_error(opt, seed):
+    """Largest |update - NAG's update| over a few steps of random gradients."""
+    nag = NAG(0.3, momentum=0.9)
+    shapes = [(3, 2), (4,)]
+    params = [tf.zeros(s) for s in shapes]
+    state, nag_state = opt.init(params), nag.init(params)
+    rng, error = np.random.default_rng(seed), 0.0
+    for _ in range(5):
+        grads = _grads(rng, shapes)
+        updates, state = opt.update(grads, state, params)
+        expected, nag_state = nag.update(grads, nag_state, params)
+        error = max(error, *(float(np.max(np.abs(u.numpy() - e.numpy()))) for u, e in zip(updates, expected)))
+    return error
+
+
+def test_the_untrained_base_of_a_trained_directory_is_nag_again(tmp_path):
+    from l2l_tf import saving
+
+    trained = _perturbed(LSTMOptimizerConfig(**SCALED), seed=3)
+    assert _nag_trajectory_error(trained, 0) > 1e-3  # training moved it off NAG
+    saving.save_config(str(tmp_path / "lstm"), trained, {})
+    saving.save_best_weights(str(tmp_path / "lstm"), trained.meta_variables)
+    saving.write_untrained_base(str(tmp_path / "lstm"), str(tmp_path / "base"))
+    assert _nag_trajectory_error(saving.load_learned(str(tmp_path / "base")), 0) < 1e-6
+    assert _nag_trajectory_error(saving.load_learned(str(tmp_path / "lstm")), 0) > 1e-3  # the source untouched
+    with pytest.raises(UserError, match="new directory"):
+        saving.write_untrained_base(str(tmp_path / "lstm"), str(tmp_path / "lstm"))
+    plain = CoordinatewiseLSTM(LSTMOptimizerConfig(preprocess="adam", output="tanh"), seed=0)
+    with pytest.raises(UserError, match="only an output='momentum' optimizer"):
+        plain.remove_correction()

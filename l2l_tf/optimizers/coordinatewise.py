@@ -341,6 +341,17 @@ class CoordinatewiseLSTM(Optimizer):
         finally:
             self._horizon_input = None
 
+    def remove_correction(self) -> None:
+        """Zeroes the read-out of an output="momentum" optimizer: it becomes exactly its base, the
+        (scheduled) NAG its training started from. The control every learned correction is
+        measured against ("what did training add?"); other read-outs have no base to fall back to."""
+        if self.config.output != "momentum":
+            from l2l_tf.errors import UserError
+            raise UserError(f"only an output='momentum' optimizer has an untrained base; this one's output is "
+                            f"{self.config.output!r}")
+        for v in self._output.weights:
+            v.assign(tf.zeros_like(v))
+
     @property
     def meta_variables(self) -> list:
         """phi: the LSTM and output weights (Keras variables), then the input layer's, in a fixed order.

@@ -118,6 +118,11 @@ class GroupedLSTM(Optimizer):
     def meta_variables(self) -> list:
         return [v for opt in self.optimizers.values() for v in opt.meta_variables]
 
+    def remove_correction(self) -> None:
+        """Every group's LSTM falls back to its base (`CoordinatewiseLSTM.remove_correction`)."""
+        for opt in self.optimizers.values():
+            opt.remove_correction()
+
     def set_horizon(self, steps: int) -> None:
         for opt in self.optimizers.values():
             opt.set_horizon(steps)

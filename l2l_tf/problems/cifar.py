@@ -97,3 +97,17 @@ class CIFARFamily(KerasProblem):
             eval_data=(_scale(tf.constant(data.x_test)).numpy(), data.y_test), name=name,
             settings={"labels": labels, "classes": [CLASS_NAMES[c] for c in classes],
                       "batch_size": self.batch_size, "data_source": data.source, "num_train": int(len(data.x_train))})
+
+
+def cifar_mixture(batch_size: int = 128, data_dir: str | None = None):
+    """CIFAR-10, CIFAR-5 and CIFAR-2 conv nets, one drawn per problem: the training family of an
+    optimizer that must serve all three (the paper trains on CIFAR-10 only and tests on the subsets).
+
+    Losses are not rescaled: an optimizer whose step is a correction of NAG's inherits NAG's
+    dependence on the loss scale, and the three problems' true losses are what it is tested on.
+    """
+    from l2l_tf.problems.mixture import MixtureFamily
+
+    dataset = _cached_dataset(data_dir)
+    return MixtureFamily([CIFARFamily(name, batch_size=batch_size, dataset=dataset) for name in SUBSETS],
+                         0.0, name="cifar_mix")

@@ -200,6 +200,14 @@ for _name in ("cifar10", "cifar5", "cifar2"):
     register(_name, _cifar(_name), ["data_dir", "batch_size", _LABELS])
 
 
+def _cifar_mix(**kwargs) -> ProblemFamily:
+    from l2l_tf.problems.cifar import cifar_mixture
+    return cifar_mixture(**kwargs)
+
+
+register("cifar_mix", _cifar_mix, ["data_dir", "batch_size"], mixture=True)
+
+
 def _neural_art_flags() -> list[FlagSpec]:
     from l2l_tf.problems.neural_art_settings import NEURAL_ART_FLAGS
     return NEURAL_ART_FLAGS
