@@ -9,7 +9,9 @@ truncated at the same unroll length), with every stage validated on the *next* s
 horizon, so that a stage is kept only while it improves what the next stage needs. When a
 stage stops improving (`patience` validations in a row without a new best), the best phi of
 that stage is restored and the next stage starts from it; the last stage is validated on its
-own horizon, and when it stops improving training ends.
+own horizon, and when it stops improving training ends. A stage may also have an epoch budget:
+it then ends at the first validation after the budget is spent, improving or not (a stage whose
+validation keeps creeping down would otherwise hold the whole run).
 
 `CurriculumState` is the pure bookkeeping (no TensorFlow), so the trainer can checkpoint it
 as three numbers and tests can drive it with made-up validation values.
@@ -28,9 +30,15 @@ class Curriculum:
 
     stages: tuple[int, ...]
     patience: int = 2
+    #: Epochs each stage may train at most (0: no budget, it ends by patience alone); empty: none.
+    stage_epochs: tuple[int, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
+        object.__setattr__(self, "stage_epochs", tuple(int(e) for e in self.stage_epochs))
+        if self.stage_epochs and (len(self.stage_epochs) != len(self.stages) or min(self.stage_epochs) < 0):
+            raise UserError(f"curriculum stage epochs must be one budget >= 0 per stage ({len(self.stages)}), got "
+                            f"{list(self.stage_epochs)}")
         if not self.stages or any(s <= 0 for s in self.stages):
             raise UserError(f"curriculum stages must be positive step counts, got {list(self.stages)}")
         if list(self.stages) != sorted(set(self.stages)):
@@ -41,6 +49,10 @@ class Curriculum:
     def num_steps(self, stage: int) -> int:
         """Training trajectory length of `stage`."""
         return self.stages[stage]
+
+    def budget(self, stage: int) -> int:
+        """Epochs `stage` may train (0: unlimited)."""
+        return self.stage_epochs[stage] if self.stage_epochs else 0
 
     def validation_steps(self, stage: int) -> int:
         """The horizon `stage` is validated on: the next stage's length (the last stage's own)."""
@@ -66,16 +78,18 @@ class CurriculumState:
     #: What `record` asks for.
     KEEP_TRAINING, NEXT_STAGE, DONE = "keep training", "next stage", "done"
 
-    def record(self, value: float) -> tuple[bool, str]:
-        """(whether `value` is the stage's new best, what to do next)."""
+    def record(self, value: float, epochs_in_stage: int = 0) -> tuple[bool, str]:
+        """(whether `value` is the stage's new best, what to do next), after `epochs_in_stage`
+        epochs of the current stage."""
         improved = value < self.best
         if improved:
             self.best, self.stalls = value, 0
-            return True, self.KEEP_TRAINING
-        self.stalls += 1
-        if self.stalls < self.curriculum.patience:
-            return False, self.KEEP_TRAINING
-        return False, self.DONE if self.stage == self.curriculum.last else self.NEXT_STAGE
+        else:
+            self.stalls += 1
+        budget = self.curriculum.budget(self.stage)
+        if (improved or self.stalls < self.curriculum.patience) and not (budget and epochs_in_stage >= budget):
+            return improved, self.KEEP_TRAINING
+        return improved, self.DONE if self.stage == self.curriculum.last else self.NEXT_STAGE
 
     def advance(self, starting_value: float) -> None:
         """Moves to the next stage, whose baseline is the restored phi's value on its horizon."""

@@ -33,7 +33,7 @@ from absl import logging
 from l2l_tf import saving
 from l2l_tf.curriculum import Curriculum, CurriculumState
 from l2l_tf.errors import UserError
-from l2l_tf.evaluation import run_trajectories, sample_problems
+from l2l_tf.evaluation import run_problem, run_trajectories, sample_problems
 from l2l_tf.imitation import MODES as IMITATION_MODES
 from l2l_tf.imitation import TUNINGS as IMITATION_TUNINGS
 from l2l_tf.imitation import imitation_gradient, make_teachers, parse_teachers, tune_teacher_groups
@@ -44,6 +44,8 @@ from l2l_tf.unroll import run_steps, run_steps_recomputed
 
 #: The meta-losses `MetaTrainConfig.meta_loss` names.
 META_LOSSES = ("sum", "relative", "log_ratio")
+#: How phi's gradient is estimated (`MetaTrainConfig.meta_gradient`).
+META_GRADIENTS = ("backprop", "es")
 
 
 @dataclasses.dataclass
@@ -90,6 +92,8 @@ class MetaTrainConfig:
     curriculum: tuple[int, ...] = ()
     #: Validations in a row without a new best that end a curriculum stage.
     curriculum_patience: int = 2
+    #: Per curriculum stage, the epochs it may train at most (0: until its patience runs out).
+    curriculum_epochs: tuple[int, ...] = ()
     #: Teachers to imitate in some epochs (l2l_tf/imitation.py): "nag", "adam:0.01", ...
     imitation_teachers: tuple[str, ...] = ()
     #: Probability that an epoch imitates rather than meta-trains: one value, or one per
@@ -110,11 +114,27 @@ class MetaTrainConfig:
     #: side by side, each truncation's meta-gradient their mean (a meta-batch of problems: less
     #: noisy than one problem's). Vectorized families batch functions with meta_batch_size instead.
     problems_per_epoch: int = 1
+    #: How phi's gradient is obtained: "backprop" through each truncation (the paper), or "es":
+    #: antithetic evolution strategies on whole trajectories (`es_gradient`): no truncation, no
+    #: backpropagation through hundreds of steps, whose meta-gradients grow chaotic and bias
+    #: truncated training towards short horizons (Metz et al. 2019; Vicol et al. 2021).
+    #: One value, or one per curriculum stage (the last repeats): e.g. backprop for the short
+    #: first stage, ES for the long one.
+    meta_gradient: tuple[str, ...] = ("backprop",)
+    #: ES: antithetic pairs (two trajectories each, on the same problem) per update of phi.
+    es_pairs: int = 4
+    #: ES: the standard deviation of phi's Gaussian perturbations.
+    es_sigma: float = 0.01
+    #: ES: the learning rate of its own Adam on phi (ES gradients are noisier than backprop's).
+    es_learning_rate: float = 1e-3
+    #: Score the starting phi before training, so that a fine-tune (--init_from) keeps its
+    #: starting point unless training beats it on validation.
+    validate_start: bool = False
 
     def __post_init__(self):
         positive = ("num_epochs", "num_steps", "unroll_length", "meta_batch_size", "evaluation_period",
                     "evaluation_epochs", "checkpoint_every", "log_period", "max_consecutive_skips",
-                    "problems_per_epoch")
+                    "problems_per_epoch", "es_pairs")
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -125,6 +145,15 @@ class MetaTrainConfig:
         self.checkpoint_segment  # noqa: B018 - validates gradient_checkpointing
         if not self.clip_norm > 0:
             raise UserError(f"clip_norm must be > 0, got {self.clip_norm}")
+        if isinstance(self.meta_gradient, str):
+            self.meta_gradient = (self.meta_gradient,)
+        self.meta_gradient = tuple(self.meta_gradient)
+        if not self.meta_gradient or any(m not in META_GRADIENTS for m in self.meta_gradient):
+            raise UserError(f"meta_gradient must be one of {META_GRADIENTS} (or one per curriculum stage), got "
+                            f"{list(self.meta_gradient)}")
+        for name in ("es_sigma", "es_learning_rate"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise UserError(f"{name} must be a positive number, got {getattr(self, name)}")
         if self.meta_loss not in META_LOSSES:
             raise UserError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
         if self.relative_meta_loss:
@@ -140,8 +169,11 @@ class MetaTrainConfig:
                                 f"got {list(self.num_steps_range)}")
             self.num_steps_range = (low, high)
         self.curriculum = tuple(int(s) for s in self.curriculum)
+        if not self.curriculum and (self.curriculum_epochs or len(self.meta_gradient) > 1):
+            raise UserError("curriculum_epochs and per-stage meta_gradient values need a curriculum")
         if self.curriculum:
-            Curriculum(self.curriculum, self.curriculum_patience)  # validates
+            self.curriculum_epochs = tuple(int(e) for e in self.curriculum_epochs)
+            self.schedule  # noqa: B018 - validates
             if any(s % T for s in self.curriculum):
                 raise UserError(f"curriculum stages must be multiples of unroll_length ({T}), got {list(self.curriculum)}")
             if self.num_steps_range is not None:
@@ -191,7 +223,16 @@ class MetaTrainConfig:
 
     @property
     def schedule(self) -> Curriculum | None:
-        return Curriculum(self.curriculum, self.curriculum_patience) if self.curriculum else None
+        return (Curriculum(self.curriculum, self.curriculum_patience, self.curriculum_epochs) if self.curriculum
+                else None)
+
+    def meta_gradient_of(self, stage: int) -> str:
+        """How `stage`'s meta-training epochs estimate phi's gradient ("backprop" or "es")."""
+        return self.meta_gradient[min(stage, len(self.meta_gradient) - 1)]
+
+    @property
+    def uses_es(self) -> bool:
+        return "es" in self.meta_gradient
 
     def imitation_probability(self, stage: int) -> float:
         return self.imitation_ratio[min(stage, len(self.imitation_ratio) - 1)]
@@ -253,6 +294,62 @@ class TrainingInterrupted(Exception):
         self.epoch, self.checkpoint = epoch, checkpoint
 
 
+def truncation_meta_loss(losses, weights, meta_loss: str = "sum") -> tf.Tensor:
+    """sum_t w_t * mean over functions of the meta-loss term of f(theta_t), t = 1..T, from the
+    losses [T + 1, functions] of one truncation (row 0: its start, a constant)."""
+    losses = tf.convert_to_tensor(losses, tf.float32)
+    start = tf.stop_gradient(tf.maximum(losses[0], 1e-12))
+    if meta_loss == "log_ratio":
+        later = tf.math.log(tf.maximum(losses[1:], 1e-12)) - tf.math.log(start)
+    elif meta_loss == "relative":
+        later = losses[1:] / start
+    else:
+        later = losses[1:]
+    return tf.reduce_sum(tf.convert_to_tensor(weights, tf.float32) * tf.reduce_mean(later, axis=1))
+
+
+def trajectory_meta_loss(curves: np.ndarray, weights, meta_loss: str = "sum") -> float:
+    """A whole trajectory's meta-loss for ES: every truncation's weighted terms (as in
+    `truncation_meta_loss`, len(weights) steps each), all measured from the trajectory's start.
+
+    Backprop measures a truncation's relative progress from its own start, a constant there. ES
+    differentiates the whole trajectory, where that start depends on phi: measured from it, a high
+    loss at step 100 would lower the second truncation's log-ratio, rewarding a bad first half.
+    For meta_loss="sum" both are the same. `curves`: losses [steps + 1, functions]; inf when any
+    loss is not finite.
+    """
+    curves = np.asarray(curves, np.float32)
+    if not np.all(np.isfinite(curves)):
+        return math.inf
+    T = len(weights)
+    return float(sum(truncation_meta_loss(np.concatenate([curves[:1], curves[k + 1:k + T + 1]]), weights, meta_loss)
+                     for k in range(0, curves.shape[0] - 1, T)))
+
+
+def es_gradient(score: Callable[[list[np.ndarray], int], float], phi: list[np.ndarray], pairs: int, sigma: float,
+                rng: np.random.Generator) -> tuple[list[np.ndarray] | None, list[tuple[float, float]]]:
+    """Antithetic evolution-strategies estimate of the gradient of E[score(phi + sigma * eps)].
+
+    For each of `pairs` draws eps ~ N(0, I): (score(phi + sigma eps) - score(phi - sigma eps)) /
+    (2 sigma) * eps, averaged. `score(values, pair)` runs the whole trajectory, so the estimate
+    has no truncation bias and never differentiates through the unroll; both members of a pair
+    see the same problem (common random numbers), which cancels most of the problem-to-problem
+    noise. Pairs with a non-finite score are dropped; returns (None, scores) if all were.
+    """
+    total, used, scores = None, 0, []
+    for j in range(pairs):
+        eps = [rng.standard_normal(p.shape).astype(np.float32) for p in phi]
+        plus = score([p + sigma * e for p, e in zip(phi, eps)], j)
+        minus = score([p - sigma * e for p, e in zip(phi, eps)], j)
+        scores.append((plus, minus))
+        if not (math.isfinite(plus) and math.isfinite(minus)):
+            continue
+        c = (plus - minus) / (2.0 * sigma)
+        total = [c * e for e in eps] if total is None else [t + c * e for t, e in zip(total, eps)]
+        used += 1
+    return (None if total is None else [t / used for t in total]), scores
+
+
 def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, weights,
                   second_derivatives: bool = False, checkpoint_segment: int = 0, relative: bool = False,
                   meta_loss: str = "sum"):
@@ -284,15 +381,7 @@ def meta_gradient(loss_fn, optimizer: Optimizer, params, state, data, batches, w
         else:
             params, state, data, losses = run_steps(loss_fn, optimizer, params, state, data, batches, unroll_length,
                                                     second_derivatives)
-        start = tf.stop_gradient(tf.maximum(losses[0], 1e-12))
-        if meta_loss == "log_ratio":
-            later = tf.math.log(tf.maximum(losses[1:], 1e-12)) - tf.math.log(start)
-        elif relative or meta_loss == "relative":
-            later = losses[1:] / start
-        else:
-            later = losses[1:]
-        per_step = tf.reduce_mean(later, axis=1)
-        meta_loss = tf.reduce_sum(weights * per_step)
+        meta_loss = truncation_meta_loss(losses, weights, "relative" if relative else meta_loss)
     state = optimizer.unpack_state(state, params)
     grads = tape.gradient(meta_loss, phi)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, phi)]
@@ -365,6 +454,8 @@ class MetaTrainer:
         if config.problems_per_epoch > 1 and family.vectorized:
             raise UserError("problems_per_epoch applies to families of one problem per sample; a vectorized family "
                             "batches functions with meta_batch_size")
+        if config.uses_es and self.num_replicas > 1:
+            raise UserError("ES meta-gradients run on one replica; drop --meta_gradient=es or the strategy")
         if self._teacher_specs and self.num_replicas > 1:
             raise UserError("imitation epochs run on one replica; drop --imitation_teachers or the strategy")
         if self._teacher_specs and config.imitation_tuning != "family" and not getattr(family, "members", None):
@@ -383,8 +474,19 @@ class MetaTrainer:
         #: Curriculum position (checkpointed only with a curriculum, so older runs still resume).
         self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stage")
         self.stage_stalls = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stalls")
+        #: The epoch the current curriculum stage began (for its epoch budget).
+        self.stage_start = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stage_start")
         if config.curriculum:
             tracked.update(stage=self.stage, stage_stalls=self.stage_stalls)
+        if config.curriculum_epochs:
+            tracked.update(stage_start=self.stage_start)
+        #: ES updates phi with an Adam of its own (its gradients' scale and noise are not backprop's).
+        self.es_optimizer = None
+        if config.uses_es:
+            self.es_optimizer = keras.optimizers.Adam(learning_rate=config.es_learning_rate)
+            self.es_optimizer.build(self.phi)
+            tracked.update(es_optimizer=saving.tf_variables(self.es_optimizer.variables))
+            self._apply_es = tf.function(self._apply_es_fn)
         self._checkpoint = tf.train.Checkpoint(**tracked)
         if self.save_path:
             self._manager = tf.train.CheckpointManager(self._checkpoint, self._resume_dir, max_to_keep=3)
@@ -447,6 +549,9 @@ class MetaTrainer:
         clipped, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
         self.meta_optimizer.apply_gradients(zip(clipped, self.phi))
 
+    def _apply_es_fn(self, grads):
+        self.es_optimizer.apply_gradients(zip(grads, self.phi))
+
     # -- the loop -------------------------------------------------------------------------
 
     def _train_problem(self, epoch: int, replica: int = 0):
@@ -486,6 +591,8 @@ class MetaTrainer:
         p = cfg.imitation_probability(stage) if self._teacher_specs else 0.0
         if p and np.random.default_rng([cfg.seed, epoch, 4242]).random() < p:
             return self._imitation_epoch(epoch, num_steps, stage)
+        if cfg.meta_gradient_of(stage) == "es":
+            return self._es_epoch(epoch, num_steps)
         return self._meta_epoch(epoch, num_steps)
 
     def teacher_rates(self, stage: int = 0, group: int = 0) -> dict[str, float]:
@@ -586,6 +693,41 @@ class MetaTrainer:
                            float(np.mean(finals)) if finals else math.nan, skipped, num_steps, "meta",
                            num_steps * len(slots) * replicas)
 
+    def _es_epoch(self, epoch: int, num_steps: int) -> EpochRecord:
+        """One update of phi by `es_gradient`: pair j runs training problem epoch * es_pairs + j
+        (the same problem, augmentation and batches for both signs) for the whole trajectory,
+        scored by `trajectory_meta_loss`; phi is restored before the meta-optimizer's step."""
+        cfg = self.config
+        start = [np.array(v.numpy()) for v in self.phi]
+        finals: list[float] = []
+
+        def score(values: list[np.ndarray], j: int) -> float:
+            for v, x in zip(self.phi, values):
+                v.assign(x)
+            index = epoch * cfg.es_pairs + j
+            problem = self._augmented(self._train_problem(index), index, 0)
+            curves, _ = run_problem(self.family, self.optimizer, problem, num_steps)
+            finals.append(float(np.mean(curves[-1])))
+            return trajectory_meta_loss(curves, cfg.weights, cfg.meta_loss)
+
+        grads, scores = es_gradient(score, start, cfg.es_pairs, cfg.es_sigma,
+                                    np.random.default_rng([cfg.seed, epoch, 2718]))
+        for v, x in zip(self.phi, start):
+            v.assign(x)
+        finite = [(a + b) / 2 for a, b in scores if math.isfinite(a) and math.isfinite(b)]
+        skipped = len(scores) - len(finite)
+        if grads is None:
+            self.consecutive_skips.assign_add(1)
+            logging.warning("epoch %d: every ES trajectory diverged; phi not updated (%d in a row)", epoch + 1,
+                            int(self.consecutive_skips.numpy()))
+        else:
+            self.consecutive_skips.assign(0)
+            self._apply_es([tf.constant(g) for g in grads])
+        finite_finals = [f for f in finals if math.isfinite(f)]
+        return EpochRecord(epoch, float(np.mean(finite)) if finite else math.nan,
+                           float(np.mean(finite_finals)) if finite_finals else math.nan, skipped, num_steps, "meta",
+                           num_steps * 2 * cfg.es_pairs)
+
     def _slot(self, epoch: int, j: int) -> dict:
         """Problem j of the epoch on every replica, with its initial state and compiled truncation."""
         problems: dict[int, Any] = {}
@@ -662,6 +804,8 @@ class MetaTrainer:
         if start >= cfg.num_epochs:
             logging.info("Nothing to do: checkpoint is at epoch %d of %d.", start, cfg.num_epochs)
         done = start
+        if cfg.validate_start and start == 0 and start < cfg.num_epochs:
+            self._validate_and_select(0, result, writer)  # the starting phi is a candidate too
         for epoch in range(start, cfg.num_epochs):
             record = self.run_epoch(epoch)
             self.skipped.assign_add(record.skipped_steps)
@@ -712,7 +856,7 @@ class MetaTrainer:
         if self.config.curriculum:
             state = CurriculumState(self.config.schedule, int(self.stage.numpy()),
                                     float(self.best_validation.numpy()), int(self.stage_stalls.numpy()))
-            improved, action = state.record(value)
+            improved, action = state.record(value, done - int(self.stage_start.numpy()))
             if improved:
                 self._save_best(value, done)
             self.stage_stalls.assign(state.stalls)
@@ -735,6 +879,7 @@ class MetaTrainer:
         for v, b in zip(self.phi, self.best_phi):
             v.assign(b)
         self.stage.assign(state.stage + 1)
+        self.stage_start.assign(done)
         start_value = self.validate()
         state.advance(start_value)
         self.stage_stalls.assign(0)

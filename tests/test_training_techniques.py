@@ -294,3 +294,90 @@ def test_several_problems_per_epoch_average_their_meta_gradients():
         np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-4, atol=1e-7)
     with pytest.raises(UserError, match="problems_per_epoch"):
         MetaTrainer(QuadraticFamily(), CoordinatewiseLSTM(seed=0), MetaTrainConfig(problems_per_epoch=2))
+
+
+def test_es_estimates_the_gradient_of_a_quadratic_and_drops_diverged_pairs():
+    from l2l_tf.meta import es_gradient
+
+    a = np.array([1.0, -2.0, 0.5, 3.0, 0.0], np.float32)
+    x0 = np.array([0.3, 0.1, -0.2, 0.0, 1.0], np.float32)
+    score = lambda values, j: float(a @ values[0] + 0.5 * values[0] @ values[0])  # noqa: E731
+    grads, scores = es_gradient(score, [x0], pairs=3000, sigma=0.1, rng=np.random.default_rng(0))
+    true = a + x0
+    cosine = float(grads[0] @ true / np.linalg.norm(grads[0]) / np.linalg.norm(true))
+    assert cosine > 0.98 and np.linalg.norm(grads[0]) == pytest.approx(np.linalg.norm(true), rel=0.05)
+    assert len(scores) == 3000
+    broken = lambda values, j: math.inf if j == 0 else score(values, j)  # noqa: E731
+    grads, scores = es_gradient(broken, [x0], pairs=2, sigma=0.1, rng=np.random.default_rng(0))
+    assert grads is not None and not math.isfinite(scores[0][0])
+    assert es_gradient(lambda v, j: math.nan, [x0], pairs=2, sigma=0.1, rng=np.random.default_rng(0))[0] is None
+
+
+def test_the_trajectory_meta_loss_adds_up_its_truncations_from_the_trajectory_start():
+    from l2l_tf.meta import trajectory_meta_loss
+
+    curves = np.array([[4.0, 2.0], [2.0, 2.0], [1.0, 1.0], [0.5, 1.0], [0.25, 0.5]], np.float32)
+    w = np.array([0.0, 1.0], np.float32)  # the last step of each 2-step truncation
+    expected = np.mean(np.log([1.0 / 4.0, 1.0 / 2.0])) + np.mean(np.log([0.25 / 4.0, 0.5 / 2.0]))  # from the start
+    assert trajectory_meta_loss(curves, w, "log_ratio") == pytest.approx(expected, rel=1e-5)
+    assert trajectory_meta_loss(curves, w, "sum") == pytest.approx(1.0 + 0.375, rel=1e-6)
+    assert trajectory_meta_loss(np.where(curves > 3, np.nan, curves), w) == math.inf
+
+
+def test_es_training_is_deterministic_moves_phi_and_a_fine_tune_keeps_its_start(tmp_path):
+    family = QuadraticFamily()
+    cfg = MetaTrainConfig(num_epochs=3, num_steps=20, meta_gradient="es", es_pairs=2, es_sigma=0.05,
+                          meta_loss="log_ratio", evaluation_period=3, validate_start=True, seed=4, **SMALL)
+    runs = []
+    for k in range(2):
+        opt = CoordinatewiseLSTM(MODERN, seed=4)
+        start = phi(opt)
+        trainer = MetaTrainer(family, opt, cfg, save_path=str(tmp_path / str(k)))
+        result = trainer.train()
+        runs.append((phi(opt), result))
+    (phi_a, result), (phi_b, _) = runs
+    assert any(np.max(np.abs(a - s)) > 1e-5 for a, s in zip(phi_a, start))  # ES updated phi
+    for a, b in zip(phi_a, phi_b):
+        np.testing.assert_array_equal(a, b)  # a pure function of (seed, epoch)
+    assert [e for e, _ in result.validation] == [0, 3]  # the starting phi was scored first
+    assert result.best_epoch in (0, 3) and result.best_validation == min(v for _, v in result.validation)
+    assert all(r.optimizee_steps == 20 * 2 * 2 and math.isfinite(r.meta_loss) for r in result.history)
+    with pytest.raises(UserError, match="meta_gradient must be one of"):
+        MetaTrainConfig(meta_gradient="reinforce")
+    with pytest.raises(UserError, match="es_sigma"):
+        MetaTrainConfig(es_sigma=0.0)
+
+
+def test_a_stage_budget_ends_a_stage_that_keeps_improving():
+    state = CurriculumState(Curriculum((100, 200), patience=5, stage_epochs=(50, 0)))
+    assert state.record(1.0, 25) == (True, "keep training")
+    assert state.record(0.9, 50) == (True, "next stage")  # improving, but its 50 epochs are spent
+    state.advance(0.95)
+    assert state.record(0.5, 500) == (True, "keep training")  # the last stage has no budget
+    with pytest.raises(UserError, match="one budget >= 0 per stage"):
+        Curriculum((100, 200), stage_epochs=(50,))
+    with pytest.raises(UserError, match="need a curriculum"):
+        MetaTrainConfig(curriculum_epochs=(10,))
+    with pytest.raises(UserError, match="need a curriculum"):
+        MetaTrainConfig(meta_gradient=("backprop", "es"))
+
+
+def test_a_backprop_then_es_curriculum_switches_on_budget_and_resumes_exactly(tmp_path):
+    family = QuadraticFamily()
+    cfg = dict(curriculum=(10, 20), curriculum_patience=50, curriculum_epochs=(4, 0), meta_gradient=("backprop", "es"),
+               es_pairs=2, es_sigma=0.05, meta_loss="log_ratio", evaluation_period=2, checkpoint_every=2, seed=7,
+               **SMALL)
+    straight = CoordinatewiseLSTM(MODERN, seed=7)
+    seen = []
+    result = MetaTrainer(family, straight, MetaTrainConfig(num_epochs=8, **cfg), save_path=str(tmp_path / "a")).train(
+        on_epoch=lambda r: seen.append((r.epoch, r.num_steps, r.optimizee_steps)))
+    assert [(e, stage) for e, stage, *_ in result.stages] == [(4, 1)]  # ended by its budget, not its patience
+    assert seen[:4] == [(e, 10, 10) for e in range(4)]  # backprop: one trajectory per epoch
+    assert seen[4:] == [(e, 20, 20 * 2 * 2) for e in range(4, 8)]  # ES: two pairs of trajectories
+    MetaTrainer(family, CoordinatewiseLSTM(MODERN, seed=7), MetaTrainConfig(num_epochs=6, **cfg),
+                save_path=str(tmp_path / "b")).train()
+    resumed = CoordinatewiseLSTM(MODERN, seed=8)
+    trainer = MetaTrainer(family, resumed, MetaTrainConfig(num_epochs=8, **cfg), save_path=str(tmp_path / "b"))
+    trainer.train(resume=True)
+    for x, y in zip(phi(straight), phi(resumed)):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)

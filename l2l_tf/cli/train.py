@@ -53,6 +53,8 @@ flags.DEFINE_string("num_steps_range", "", "LOW,HIGH: draw every epoch's traject
 flags.DEFINE_string("curriculum", "", "Trajectory lengths of a validation-gated curriculum, e.g. 100,200,500,1000: "
                     "each stage validated on the next stage's horizon; when it stops improving its best phi is "
                     "restored and the next stage starts (overrides --num_steps).")
+flags.DEFINE_list("curriculum_epochs", [], "Per --curriculum stage, the epochs it may train at most (0: until "
+                  "--curriculum_patience ends it), e.g. 200,0.")
 flags.DEFINE_integer("curriculum_patience", 2, "Validations without a new best that end a curriculum stage.",
                      lower_bound=1)
 flags.DEFINE_list("imitation_teachers", [], "Analytic teachers imitated in some epochs: nag, adam, rmsprop, sgd, "
@@ -66,6 +68,18 @@ flags.DEFINE_enum("imitation_tuning", "family", ["family", "member", "member_bes
                   "member, imitating there only the teacher of lowest tuned loss.")
 flags.DEFINE_float("param_scale_range", 0.0, "Random scaling of training problems: theta = c * theta', "
                    "c = exp(U(-r, r)) per coordinate (0: off; RNNprop used 3).", lower_bound=0.0, upper_bound=10.0)
+flags.DEFINE_list("meta_gradient", ["backprop"], "How phi's gradient is estimated: backprop through each truncation "
+                  "(the paper), or es: antithetic evolution strategies on whole trajectories (no truncation bias, no "
+                  "backpropagation through long unrolls; --es_pairs, --es_sigma, --es_learning_rate). One value, or "
+                  "one per --curriculum stage, e.g. backprop,es.")
+flags.DEFINE_integer("es_pairs", 4, "--meta_gradient=es: antithetic pairs of trajectories per update of phi.",
+                     lower_bound=1)
+flags.DEFINE_float("es_sigma", 0.01, "--meta_gradient=es: standard deviation of phi's perturbations.",
+                   lower_bound=1e-12)
+flags.DEFINE_float("es_learning_rate", 1e-3, "--meta_gradient=es: learning rate of ES's own Adam on phi.",
+                   lower_bound=1e-12)
+flags.DEFINE_bool("validate_start", False, "Score the starting phi before training, so a fine-tune keeps it unless "
+                  "training beats it on validation (on by default with --init_from).")
 flags.DEFINE_integer("problems_per_epoch", 1, "MNIST, CIFAR, neural art: problems per epoch, side by side, each "
                      "truncation's meta-gradient their mean (vectorized families use --meta_batch_size).", lower_bound=1)
 flags.DEFINE_integer("convex_term", 0, "Coordinates of a simple convex term added to every training problem "
@@ -279,6 +293,17 @@ def loss_weights_from_flag(text: str, unroll_length: int) -> Sequence[float] | N
     return cli.parse_float_list(text, "loss_weights")
 
 
+def _budgets(items: list[str]) -> tuple[int, ...]:
+    """--curriculum_epochs: integers >= 0 (0: no budget)."""
+    try:
+        budgets = tuple(int(v) for v in items if v.strip())
+    except ValueError:
+        budgets = (-1,)
+    if any(b < 0 for b in budgets):
+        raise UserError(f"--curriculum_epochs must list integers >= 0, got {','.join(items)!r}")
+    return budgets
+
+
 def meta_config_from_flags(values):
     """The MetaTrainConfig the flags describe: each flag is the field of the same name."""
     from l2l_tf.meta import MetaTrainConfig
@@ -289,6 +314,8 @@ def meta_config_from_flags(values):
         "curriculum": cli.parse_int_list(values.curriculum, "curriculum") if values.curriculum else (),
         "imitation_teachers": tuple(values.imitation_teachers),
         "imitation_ratio": cli.parse_float_list(",".join(values.imitation_ratio), "imitation_ratio"),
+        "meta_gradient": tuple(values.meta_gradient),
+        "curriculum_epochs": _budgets(values.curriculum_epochs),
     }
     fields = [f.name for f in dataclasses.fields(MetaTrainConfig)]
     return MetaTrainConfig(**{name: parsed[name] if name in parsed else values[name].value for name in fields})
@@ -335,6 +362,8 @@ def main(argv):
 
     from l2l_tf.meta import MetaTrainer, TrainingInterrupted
 
+    if FLAGS.init_from and not FLAGS["validate_start"].present:
+        FLAGS.validate_start = True  # a fine-tune keeps its starting point unless it beats it
     config = meta_config_from_flags(FLAGS)
     opt_config = optimizer_config_from_flags(FLAGS)
     if FLAGS.deterministic:
@@ -357,6 +386,7 @@ def main(argv):
         "loss_weights", "relative_meta_loss", "second_derivatives", "gradient_checkpointing", "jit_compile", "evaluation_period",
         "evaluation_epochs", "seed", "init_from", "meta_loss", "num_steps_range", "curriculum", "curriculum_patience",
         "imitation_teachers", "imitation_ratio", "imitation_mode", "imitation_tuning", "param_scale_range", "convex_term", "problems_per_epoch",
+        "meta_gradient", "es_pairs", "es_sigma", "es_learning_rate", "validate_start", "curriculum_epochs",
         "mix_hidden_sizes", "mix_activations", "mix_log10_loss_scale")}}
     trainer = MetaTrainer(family, optimizer, config, save_path=save_path, metadata=metadata, strategy=strategy)
     if trainer.num_replicas > 1:
