@@ -137,7 +137,7 @@ def test_installed_package_ships_and_finds_bundled_optimizers(tiny_trained, tmp_
         "l2l-benchmark: error: the benchmark harness is part of a source checkout"), bench.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name", ["mnist", "mnist_cosine", "mnist_warmup", "mnist_mix", "mnist_paper", "mnist_untruncated"])
+@pytest.mark.parametrize("name", ["mnist", "mnist_cosine", "mnist_warmup", "mnist_es", "mnist_mix", "mnist_paper", "mnist_untruncated"])
 def test_bundled_mnist_optimizer_trains_the_mlp_it_was_meta_trained_on(name):
     """The bundled MNIST optimizers on the real-data fixture: 100 steps of the default MLP."""
     import numpy as np

@@ -31,19 +31,23 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # RESULTS.md, "`--problem=mnist` default recipe": the LSTM as a learned per-coordinate correction
     # of scheduled NAG (momentum 0.8; its rate warms up over the first 5% of the horizon to 1.78, then
     # falls on a cosine to a tenth; untrained it is that NAG, 3-7% below tuned constant-rate NAG),
-    # told the trajectory's horizon, trained on whole 100-step unrolls with the log-ratio meta-loss on
-    # the last 20 steps of each (the final loss is what evaluations measure), a 100 -> 200-step
-    # curriculum whose patience (12 validations) keeps a slow start in the first stage, two problems
-    # per meta-gradient, 300 epochs; no imitation (it starts at the teacher). 1,832 s on 2 cores
-    # shared with another training. Its momentum features are at 0.5, 0.8 and 0.99 (the base
-    # momentum must be one of them). Bundled as `mnist_warmup`; the previous defaults are the bundled
-    # `mnist_cosine` (cosine NAG at lr 1, momentum 0.9, no warm-up) and `mnist` (horizon-free, a
-    # 0.1*tanh read-out; flags in reproduce/mnist_recipe.sh).
+    # told the trajectory's horizon. A 100 -> 200-step curriculum: first 200 epochs of backprop through
+    # whole 100-step unrolls (two problems per meta-gradient, Adam 5e-4), validated at 200 steps; then,
+    # from the best of those, 150 epochs of ES on whole 200-step trajectories (4 antithetic pairs,
+    # sigma 0.01, its own Adam at 1e-3), where backprop through 200 steps only made things worse.
+    # Log-ratio meta-loss on the last 20 steps of each 100 (the final loss is what evaluations
+    # measure); no imitation (it starts at the teacher). Its momentum features are at 0.5, 0.8 and
+    # 0.99 (the base momentum must be one of them). 3,099 s on 2 cores shared with other runs.
+    # Bundled as `mnist_es`; the previous defaults are the bundled `mnist_warmup` (the same without
+    # the ES stage, 300 backprop epochs), `mnist_cosine` (cosine NAG at lr 1, momentum 0.9, no
+    # warm-up) and `mnist` (horizon-free, a 0.1*tanh read-out; flags in reproduce/mnist_recipe.sh).
     "mnist": {**FEATURES, "momentum_betas": ["0.5", "0.8", "0.99"], "output": "momentum", "base_learning_rate": 1.78,
               "base_momentum": 0.8, "base_schedule": "cosine", "base_warmup": 0.05, "progress_feature": True,
-              "curriculum": "100,200", "curriculum_patience": 12, "meta_loss": "log_ratio",
-              "loss_weights": "last:20", "learning_rate": 5e-4, "problems_per_epoch": 2, "unroll_length": 100,
-              "num_epochs": 300, "evaluation_period": 25, "evaluation_epochs": 20, "checkpoint_every": 25},
+              "curriculum": "100,200", "curriculum_patience": 12, "curriculum_epochs": ["200", "0"],
+              "meta_gradient": ["backprop", "es"],
+              "meta_loss": "log_ratio", "loss_weights": "last:20", "learning_rate": 5e-4, "problems_per_epoch": 2,
+              "unroll_length": 100, "num_epochs": 350, "evaluation_period": 25, "evaluation_epochs": 20,
+              "checkpoint_every": 25},
     # RESULTS.md, "model.fit": the bundled `general` optimizer's recipe, imitation of tuned Adam and
     # random parameter scales on top of the general mixture's random loss scales.
     "general": {**FEATURES, "curriculum": "100,200", "curriculum_patience": 3, "imitation_teachers": ["adam"],
