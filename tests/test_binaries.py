@@ -154,7 +154,7 @@ CASES = [
     ("member tuning without teachers", ["{train}", "--problem=mnist_mix", "--imitation_tuning=member"],
      "--imitation_tuning=member tunes imitation teachers; give --imitation_teachers"),
     ("member tuning of one family", ["{train}", "--imitation_teachers=nag", "--imitation_tuning=member_best"],
-     "--imitation_tuning=member_best needs a mixture of problem families (general, mnist_mix); "
+     "--imitation_tuning=member_best needs a mixture of problem families (cifar_mix, general, mnist_mix); "
      "--problem=quadratic is one family"),
     ("unknown mix activation", ["{train}", "--problem=mnist_mix", "--mix_activations=swish"],
      "must list sigmoid, relu and/or tanh"),
