@@ -804,7 +804,7 @@ class MetaTrainer:
         if start >= cfg.num_epochs:
             logging.info("Nothing to do: checkpoint is at epoch %d of %d.", start, cfg.num_epochs)
         done = start
-        if cfg.validate_start and start == 0 and start < cfg.num_epochs:
+        if cfg.validate_start and start == 0:
             self._validate_and_select(0, result, writer)  # the starting phi is a candidate too
         for epoch in range(start, cfg.num_epochs):
             record = self.run_epoch(epoch)

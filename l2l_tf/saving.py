@@ -125,10 +125,10 @@ def write_untrained_base(path: str, output: str) -> None:
     optimizer, whose updates are exactly the scheduled NAG that training started from."""
     import shutil
 
-    optimizer = load_learned(path)
-    optimizer.remove_correction()
     if os.path.abspath(path) == os.path.abspath(output):
         raise UserError("the untrained base must go to a new directory, not over the trained optimizer")
+    optimizer = load_learned(path)
+    optimizer.remove_correction()
     os.makedirs(output, exist_ok=True)
     shutil.copy(os.path.join(path, CONFIG_FILE), os.path.join(output, CONFIG_FILE))
     save_best_weights(output, optimizer.meta_variables)
